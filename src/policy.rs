@@ -1,0 +1,580 @@
+//! Who may pass: requirements (global, per rule, per check URL), rule selection for the original request, and the
+//! pure `decide(&TokenInfo, &Requirements, now)` that every /verify answer comes from.
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::introspection::TokenInfo;
+
+/// What a token must carry. Every group must be satisfied; an empty value requires nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// Each group: the token's `aud` must contain at least one of its values.
+    pub audiences: Vec<Vec<String>>,
+    /// All of these scopes must be granted.
+    pub scopes: Vec<String>,
+    /// Each group: the token must hold at least one of its roles.
+    pub roles: Vec<Vec<String>>,
+}
+
+impl Requirements {
+    pub fn new(audience: Vec<String>, scopes: Vec<String>, roles: Vec<String>) -> Self {
+        Requirements {
+            audiences: if audience.is_empty() { vec![] } else { vec![audience] },
+            scopes,
+            roles: if roles.is_empty() { vec![] } else { vec![roles] },
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.audiences.is_empty() && self.scopes.is_empty() && self.roles.is_empty()
+    }
+
+    /// Both sets of requirements at once: used to add the check URL's demands to a rule's or the global ones.
+    pub fn and(&self, other: &Requirements) -> Requirements {
+        let mut out = self.clone();
+        out.audiences.extend(other.audiences.iter().cloned());
+        for s in &other.scopes {
+            if !out.scopes.contains(s) {
+                out.scopes.push(s.clone());
+            }
+        }
+        out.roles.extend(other.roles.iter().cloned());
+        out
+    }
+}
+
+/// Why a token was refused. The HTTP mapping lives in `http::verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The IdP says the token is not active (expired, revoked, not for this client, unknown).
+    NotActive,
+    /// Active per a cached answer, but its own `exp` has passed.
+    Expired,
+    /// None of the required audiences is in the token's `aud`.
+    WrongAudience,
+    /// Valid, but these required scopes were not granted (roles may be missing too).
+    MissingScopes(Vec<String>),
+    /// Valid, but holds none of a required set of roles.
+    MissingRole,
+}
+
+impl Denial {
+    /// 401 `invalid_token` rather than 403 `insufficient_scope`.
+    pub fn is_invalid_token(&self) -> bool {
+        matches!(self, Denial::NotActive | Denial::Expired | Denial::WrongAudience)
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            Denial::NotActive => "the token is not active".into(),
+            Denial::Expired => "the token has expired".into(),
+            Denial::WrongAudience => "the token is not meant for this audience".into(),
+            Denial::MissingScopes(s) => format!("the token lacks the scope(s) {}", s.join(" ")),
+            Denial::MissingRole => "the token holds none of the required roles".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(Denial),
+}
+
+/// The whole decision: a pure function so that it is proven by table tests, not by servers.
+pub fn decide(info: &TokenInfo, req: &Requirements, now_secs: u64) -> Decision {
+    if !info.active {
+        return Decision::Deny(Denial::NotActive);
+    }
+    // RFC 7519: a token must not be accepted on or after its `exp`.
+    if info.exp.is_some_and(|exp| exp <= now_secs) {
+        return Decision::Deny(Denial::Expired);
+    }
+    let has_any = |held: &[Box<str>], wanted: &[String]| wanted.iter().any(|w| held.iter().any(|h| **h == **w));
+    if !req.audiences.iter().all(|group| has_any(&info.audience, group)) {
+        return Decision::Deny(Denial::WrongAudience);
+    }
+    let missing: Vec<String> = req
+        .scopes
+        .iter()
+        .filter(|s| !info.scopes.iter().any(|g| **g == ***s))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Decision::Deny(Denial::MissingScopes(missing));
+    }
+    if !req.roles.iter().all(|group| has_any(&info.roles, group)) {
+        return Decision::Deny(Denial::MissingRole);
+    }
+    Decision::Allow
+}
+
+/// The request the proxy is asking about, rebuilt from the check request (see `http::original`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRequest {
+    /// Upper case.
+    pub method: String,
+    /// Lower case, without port.
+    pub host: Option<String>,
+    /// Percent-decoded, dot segments resolved, no query.
+    pub path: String,
+    /// The raw path needed repairs (`..`, encoded slashes, backslashes): anonymous rules never match it.
+    pub suspicious: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum RuleAction {
+    Anonymous,
+    Require(Requirements),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("bad glob {glob:?} in {field}: {reason}")]
+    Glob {
+        field: &'static str,
+        glob: String,
+        reason: String,
+    },
+    #[error("{0:?} is not an HTTP method")]
+    Method(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    hosts: Option<GlobSet>,
+    methods: Vec<String>,
+    paths: Option<GlobSet>,
+    pub action: RuleAction,
+}
+
+fn glob_set(field: &'static str, globs: &[String], path_like: bool) -> Result<Option<GlobSet>, RuleError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut set = GlobSetBuilder::new();
+    for g in globs {
+        let built = if path_like {
+            // `*` stays within one path segment; `**` crosses them.
+            GlobBuilder::new(g).literal_separator(true).build()
+        } else {
+            GlobBuilder::new(&g.to_ascii_lowercase()).case_insensitive(true).build()
+        };
+        let glob: Glob = built.map_err(|e| RuleError::Glob {
+            field,
+            glob: g.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        set.add(glob);
+    }
+    set.build().map(Some).map_err(|e| RuleError::Glob {
+        field,
+        glob: globs.join(","),
+        reason: e.to_string(),
+    })
+}
+
+impl Rule {
+    pub fn new(
+        name: String,
+        hosts: &[String],
+        methods: &[String],
+        paths: &[String],
+        action: RuleAction,
+    ) -> Result<Rule, RuleError> {
+        let methods = methods
+            .iter()
+            .map(|m| {
+                let upper = m.to_ascii_uppercase();
+                if !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_uppercase()) {
+                    Ok(upper)
+                } else {
+                    Err(RuleError::Method(m.clone()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Rule {
+            name,
+            hosts: glob_set("hosts", hosts, false)?,
+            methods,
+            paths: glob_set("paths", paths, true)?,
+            action,
+        })
+    }
+
+    pub fn matches(&self, req: &OriginalRequest) -> bool {
+        if matches!(self.action, RuleAction::Anonymous) && req.suspicious {
+            return false;
+        }
+        if !self.methods.is_empty() && !self.methods.contains(&req.method) {
+            return false;
+        }
+        if let Some(hosts) = &self.hosts {
+            match &req.host {
+                Some(h) if hosts.is_match(h) => {}
+                _ => return false,
+            }
+        }
+        if let Some(paths) = &self.paths
+            && !paths.is_match(&req.path)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub global: Requirements,
+    pub rules: Vec<Rule>,
+    pub deny_unmatched: bool,
+}
+
+/// What applies to one original request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Selection<'a> {
+    Anonymous {
+        rule: &'a str,
+    },
+    Require {
+        rule: Option<&'a str>,
+        requirements: &'a Requirements,
+    },
+    DenyUnmatched,
+}
+
+impl Policy {
+    /// First matching rule wins; otherwise the global policy, unless `deny_unmatched`.
+    pub fn select(&self, req: &OriginalRequest) -> Selection<'_> {
+        for rule in &self.rules {
+            if rule.matches(req) {
+                return match &rule.action {
+                    RuleAction::Anonymous => Selection::Anonymous { rule: &rule.name },
+                    RuleAction::Require(r) => Selection::Require {
+                        rule: Some(&rule.name),
+                        requirements: r,
+                    },
+                };
+            }
+        }
+        if self.deny_unmatched {
+            Selection::DenyUnmatched
+        } else {
+            Selection::Require {
+                rule: None,
+                requirements: &self.global,
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("unknown parameter {0:?} on the check URL (use scope= and role=)")]
+    Unknown(String),
+    #[error("empty {0}= on the check URL")]
+    Empty(&'static str),
+}
+
+/// The operator's per-location demands from the check URL: `?scope=a&scope=b&role=admin&role=ops` means
+/// "scopes a and b, and one of the roles admin/ops". Unknown parameters are refused rather than ignored, so
+/// that a typo (`roles=`) cannot silently drop a requirement.
+pub fn parse_check_query(query: &str) -> Result<Requirements, QueryError> {
+    let mut scopes = Vec::new();
+    let mut roles = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "scope" => {
+                let before = scopes.len();
+                scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string));
+                if scopes.len() == before {
+                    return Err(QueryError::Empty("scope"));
+                }
+            }
+            "role" => {
+                if v.trim().is_empty() {
+                    return Err(QueryError::Empty("role"));
+                }
+                roles.push(v.trim().to_string());
+            }
+            other => return Err(QueryError::Unknown(other.chars().take(64).collect())),
+        }
+    }
+    Ok(Requirements::new(vec![], scopes, roles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(active: bool, exp: Option<u64>, aud: &[&str], scopes: &[&str], roles: &[&str]) -> TokenInfo {
+        let b = |v: &[&str]| v.iter().map(|s| Box::<str>::from(*s)).collect();
+        TokenInfo {
+            active,
+            exp,
+            audience: b(aud),
+            scopes: b(scopes),
+            roles: b(roles),
+            headers: Box::new([]),
+            rejected_headers: 0,
+        }
+    }
+
+    fn req(aud: &[&str], scopes: &[&str], roles: &[&str]) -> Requirements {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+        Requirements::new(v(aud), v(scopes), v(roles))
+    }
+
+    #[test]
+    fn decision_table() {
+        let now = 1_000;
+        let good = info(true, Some(2_000), &["api", "project"], &["openid", "read"], &["viewer"]);
+        let cases: Vec<(&str, TokenInfo, Requirements, Decision)> = vec![
+            ("no requirements", good.clone(), req(&[], &[], &[]), Decision::Allow),
+            (
+                "inactive",
+                info(false, None, &[], &[], &[]),
+                req(&[], &[], &[]),
+                Decision::Deny(Denial::NotActive),
+            ),
+            (
+                "inactive even with claims",
+                info(false, Some(2_000), &["api"], &["read"], &["viewer"]),
+                req(&[], &[], &[]),
+                Decision::Deny(Denial::NotActive),
+            ),
+            (
+                "exp passed",
+                info(true, Some(999), &[], &[], &[]),
+                req(&[], &[], &[]),
+                Decision::Deny(Denial::Expired),
+            ),
+            (
+                "exp equals now",
+                info(true, Some(1_000), &[], &[], &[]),
+                req(&[], &[], &[]),
+                Decision::Deny(Denial::Expired),
+            ),
+            (
+                "no exp is fine",
+                info(true, None, &[], &[], &[]),
+                req(&[], &[], &[]),
+                Decision::Allow,
+            ),
+            (
+                "audience one of",
+                good.clone(),
+                req(&["other", "project"], &[], &[]),
+                Decision::Allow,
+            ),
+            (
+                "audience mismatch",
+                good.clone(),
+                req(&["other"], &[], &[]),
+                Decision::Deny(Denial::WrongAudience),
+            ),
+            (
+                "audience missing in token",
+                info(true, None, &[], &[], &[]),
+                req(&["api"], &[], &[]),
+                Decision::Deny(Denial::WrongAudience),
+            ),
+            (
+                "all scopes granted",
+                good.clone(),
+                req(&[], &["read", "openid"], &[]),
+                Decision::Allow,
+            ),
+            (
+                "one scope missing",
+                good.clone(),
+                req(&[], &["read", "write"], &[]),
+                Decision::Deny(Denial::MissingScopes(vec!["write".into()])),
+            ),
+            (
+                "role one of",
+                good.clone(),
+                req(&[], &[], &["admin", "viewer"]),
+                Decision::Allow,
+            ),
+            (
+                "role missing",
+                good.clone(),
+                req(&[], &[], &["admin"]),
+                Decision::Deny(Denial::MissingRole),
+            ),
+            (
+                "scopes reported before roles",
+                good.clone(),
+                req(&[], &["write"], &["admin"]),
+                Decision::Deny(Denial::MissingScopes(vec!["write".into()])),
+            ),
+            (
+                "expired beats missing scope",
+                info(true, Some(10), &[], &[], &[]),
+                req(&[], &["write"], &[]),
+                Decision::Deny(Denial::Expired),
+            ),
+            (
+                "scope names are exact",
+                info(true, None, &[], &["read:all"], &[]),
+                req(&[], &["read"], &[]),
+                Decision::Deny(Denial::MissingScopes(vec!["read".into()])),
+            ),
+        ];
+        for (name, info, req, want) in cases {
+            assert_eq!(decide(&info, &req, now), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn combined_role_groups_each_need_a_match() {
+        let r = req(&[], &[], &["a", "b"]).and(&req(&[], &[], &["admin", "ops"]));
+        assert_eq!(
+            decide(&info(true, None, &[], &[], &["a"]), &r, 0),
+            Decision::Deny(Denial::MissingRole)
+        );
+        assert_eq!(
+            decide(&info(true, None, &[], &[], &["b", "ops"]), &r, 0),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn denials_split_into_401_and_403() {
+        assert!(Denial::NotActive.is_invalid_token());
+        assert!(Denial::Expired.is_invalid_token());
+        assert!(Denial::WrongAudience.is_invalid_token());
+        assert!(!Denial::MissingRole.is_invalid_token());
+        assert!(!Denial::MissingScopes(vec![]).is_invalid_token());
+    }
+
+    fn orig(method: &str, host: Option<&str>, path: &str, suspicious: bool) -> OriginalRequest {
+        OriginalRequest {
+            method: method.into(),
+            host: host.map(Into::into),
+            path: path.into(),
+            suspicious,
+        }
+    }
+
+    fn policy() -> Policy {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        Policy {
+            global: req(&[], &["openid"], &[]),
+            rules: vec![
+                Rule::new(
+                    "health".into(),
+                    &[],
+                    &s(&["GET"]),
+                    &s(&["/public/**"]),
+                    RuleAction::Anonymous,
+                )
+                .unwrap(),
+                Rule::new(
+                    "admin".into(),
+                    &s(&["*.example.com"]),
+                    &[],
+                    &s(&["/api/admin/**"]),
+                    RuleAction::Require(req(&[], &[], &["admin"])),
+                )
+                .unwrap(),
+                Rule::new(
+                    "one-level".into(),
+                    &[],
+                    &[],
+                    &s(&["/files/*"]),
+                    RuleAction::Require(req(&[], &["files"], &[])),
+                )
+                .unwrap(),
+            ],
+            deny_unmatched: false,
+        }
+    }
+
+    #[test]
+    fn rule_selection() {
+        let p = policy();
+        assert_eq!(
+            p.select(&orig("GET", None, "/public/a/b.css", false)),
+            Selection::Anonymous { rule: "health" }
+        );
+        assert!(
+            matches!(
+                p.select(&orig("POST", None, "/public/a", false)),
+                Selection::Require { rule: None, .. }
+            ),
+            "method limits the rule"
+        );
+        assert!(
+            matches!(
+                p.select(&orig("GET", None, "/public/x", true)),
+                Selection::Require { rule: None, .. }
+            ),
+            "suspicious paths are never anonymous"
+        );
+        assert!(matches!(
+            p.select(&orig("GET", Some("app.example.com"), "/api/admin/users", false)),
+            Selection::Require {
+                rule: Some("admin"),
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                p.select(&orig("GET", Some("example.org"), "/api/admin/users", false)),
+                Selection::Require { rule: None, .. }
+            ),
+            "host limits the rule"
+        );
+        assert!(
+            matches!(
+                p.select(&orig("GET", None, "/api/admin/users", false)),
+                Selection::Require { rule: None, .. }
+            ),
+            "unknown host never matches a host rule"
+        );
+        assert!(matches!(
+            p.select(&orig("GET", None, "/files/a", false)),
+            Selection::Require {
+                rule: Some("one-level"),
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                p.select(&orig("GET", None, "/files/a/b", false)),
+                Selection::Require { rule: None, .. }
+            ),
+            "* stays in one segment"
+        );
+        let mut strict = p.clone();
+        strict.deny_unmatched = true;
+        assert_eq!(
+            strict.select(&orig("GET", None, "/other", false)),
+            Selection::DenyUnmatched
+        );
+    }
+
+    #[test]
+    fn bad_globs_and_methods_are_refused() {
+        assert!(Rule::new("x".into(), &[], &[], &["/a/[b".into()], RuleAction::Anonymous).is_err());
+        assert!(Rule::new("x".into(), &[], &["G E T".into()], &[], RuleAction::Anonymous).is_err());
+    }
+
+    #[test]
+    fn check_query_parsing() {
+        assert_eq!(parse_check_query("").unwrap(), Requirements::default());
+        let r = parse_check_query("scope=a&scope=b%20c&role=admin&role=ops").unwrap();
+        assert_eq!(r.scopes, vec!["a", "b", "c"]);
+        assert_eq!(r.roles, vec![vec!["admin".to_string(), "ops".to_string()]]);
+        assert_eq!(
+            parse_check_query("roles=admin"),
+            Err(QueryError::Unknown("roles".into()))
+        );
+        assert_eq!(parse_check_query("role="), Err(QueryError::Empty("role")));
+        assert_eq!(parse_check_query("scope=+"), Err(QueryError::Empty("scope")));
+    }
+}

@@ -1,0 +1,187 @@
+//! Prometheus metrics: one struct of handles registered on a registry made at start-up (never globals), so each
+//! test has its own. Labels carry outcomes only: never a token, user, client or path.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+pub struct Metrics {
+    pub verify_requests: IntCounterVec,
+    pub verify_duration: Histogram,
+    pub introspection_requests: IntCounterVec,
+    pub introspection_duration: Histogram,
+    pub cache_lookups: IntCounterVec,
+    pub coalesced: IntCounter,
+    pub cache_refreshes: IntCounter,
+    pub cache_entries: IntGauge,
+    pub assertions_signed: IntCounter,
+    pub rejected_header_values: IntCounter,
+    pub idp_errors: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+pub const VERIFY_RESULTS: &[&str] = &["allowed", "unauthenticated", "forbidden", "unavailable", "bad_request"];
+pub const INTROSPECTION_OUTCOMES: &[&str] = &["active", "inactive", "error"];
+pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "stale"];
+pub const IDP_ERROR_KINDS: &[&str] = &[
+    "unreachable",
+    "timeout",
+    "server_error",
+    "rate_limited",
+    "credentials_rejected",
+    "token_refused",
+    "invalid_response",
+    "response_too_large",
+    "redirect",
+    "discovery",
+    "signing",
+    "overloaded",
+    "internal",
+];
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
+        let verify_requests = IntCounterVec::new(
+            Opts::new(
+                "tokengate_verify_requests_total",
+                "Checks answered on /verify, by result.",
+            ),
+            &["result"],
+        )?;
+        let verify_duration = Histogram::with_opts(
+            HistogramOpts::new("tokengate_verify_duration_seconds", "Time to answer a /verify check.").buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        let introspection_requests = IntCounterVec::new(
+            Opts::new(
+                "tokengate_introspection_requests_total",
+                "Introspection calls made to the identity provider, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let introspection_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "tokengate_introspection_duration_seconds",
+                "Duration of introspection calls to the identity provider.",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "tokengate_cache_lookups_total",
+                "Introspection-cache lookups, by result.",
+            ),
+            &["result"],
+        )?;
+        let coalesced = IntCounter::new(
+            "tokengate_introspection_coalesced_total",
+            "Checks that waited on another check's introspection call instead of making their own.",
+        )?;
+        let cache_refreshes = IntCounter::new(
+            "tokengate_cache_refreshes_total",
+            "Background refreshes of cache entries nearing the end of their lifetime.",
+        )?;
+        let cache_entries = IntGauge::new("tokengate_cache_entries", "Entries in the introspection cache.")?;
+        let assertions_signed = IntCounter::new(
+            "tokengate_assertions_signed_total",
+            "Client assertions signed for the identity provider.",
+        )?;
+        let rejected_header_values = IntCounter::new(
+            "tokengate_rejected_header_values_total",
+            "Identity-header values left out because they are not valid header values.",
+        )?;
+        let idp_errors = IntCounterVec::new(
+            Opts::new(
+                "tokengate_idp_errors_total",
+                "Failed identity-provider calls, by cause.",
+            ),
+            &["kind"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("tokengate_build_info", "Always 1; the version in a label."),
+            &["version"],
+        )?;
+        for r in VERIFY_RESULTS {
+            verify_requests.with_label_values(&[*r]);
+        }
+        for o in INTROSPECTION_OUTCOMES {
+            introspection_requests.with_label_values(&[*o]);
+        }
+        for r in CACHE_RESULTS {
+            cache_lookups.with_label_values(&[*r]);
+        }
+        for k in IDP_ERROR_KINDS {
+            idp_errors.with_label_values(&[*k]);
+        }
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        registry.register(Box::new(verify_requests.clone()))?;
+        registry.register(Box::new(verify_duration.clone()))?;
+        registry.register(Box::new(introspection_requests.clone()))?;
+        registry.register(Box::new(introspection_duration.clone()))?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        registry.register(Box::new(coalesced.clone()))?;
+        registry.register(Box::new(cache_refreshes.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        registry.register(Box::new(assertions_signed.clone()))?;
+        registry.register(Box::new(rejected_header_values.clone()))?;
+        registry.register(Box::new(idp_errors.clone()))?;
+        registry.register(Box::new(build_info.clone()))?;
+        Ok(Metrics {
+            verify_requests,
+            verify_duration,
+            introspection_requests,
+            introspection_duration,
+            cache_lookups,
+            coalesced,
+            cache_refreshes,
+            cache_entries,
+            assertions_signed,
+            rejected_header_values,
+            idp_errors,
+            build_info,
+        })
+    }
+
+    /// A registry of our metrics plus the process collector (`process_*`), as `serve` exposes it.
+    pub fn new_registry() -> Result<(Registry, Metrics), prometheus::Error> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        let metrics = Metrics::register(&registry)?;
+        Ok((registry, metrics))
+    }
+
+    pub fn idp_error(&self, err: &crate::introspection::IdpError) {
+        use crate::introspection::IdpError::*;
+        let kind = match err {
+            Unreachable(_) => "unreachable",
+            Timeout => "timeout",
+            ServerError(_) => "server_error",
+            RateLimited => "rate_limited",
+            CredentialsRejected { .. } => "credentials_rejected",
+            TokenRefused { .. } => "token_refused",
+            InvalidResponse(_) => "invalid_response",
+            ResponseTooLarge => "response_too_large",
+            Redirect(_) => "redirect",
+            Discovery(_) => "discovery",
+            Signing(_) => "signing",
+            Overloaded => "overloaded",
+            WorkerGone => "internal",
+        };
+        self.idp_errors.with_label_values(&[kind]).inc();
+    }
+}
+
+/// The text exposition (format 0.0.4) of a registry.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    // Encoding into a Vec only fails on metric families that violate the format, which registration prevents.
+    if prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .is_err()
+    {
+        log::error!("cannot encode metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -1,0 +1,42 @@
+//! The HTTP surface. Endpoints:
+//! - `/verify`, `/verify/{path}` (any method): the forward-auth check (`verify`).
+//! - `/healthz`, `/readyz`, `/metrics` (GET): operations (`ops`); `/metrics` moves to its own listener when
+//!   `server.metrics_listen` is set.
+
+pub mod ops;
+pub mod original;
+pub mod verify;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::clock::Clock;
+use crate::config::TokenConfig;
+use crate::introspection::IdpHealth;
+use crate::introspection::cache::TokenCache;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+
+/// Everything a request handler needs, shared by all workers.
+pub struct AppState {
+    pub cache: TokenCache,
+    pub policy: Policy,
+    pub token_sources: TokenConfig,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<IdpHealth>,
+    pub clock: Arc<dyn Clock>,
+    pub registry: prometheus::Registry,
+    pub retry_after_secs: u64,
+}
+
+/// The routes of the main listener.
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+    cfg.route("/verify", web::route().to(verify::verify))
+        .route("/verify/{path:.*}", web::route().to(verify::verify))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz));
+    if with_metrics {
+        cfg.route("/metrics", web::get().to(ops::metrics));
+    }
+}

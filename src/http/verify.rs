@@ -1,0 +1,412 @@
+//! `/verify` and `/verify/{path}`: find the token, rebuild the original request, pick the requirements, look the
+//! token up, `decide`, and answer. `respond` is the one place where outcomes become HTTP statuses.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+use super::original::{OriginalError, original_request};
+use crate::config::TokenConfig;
+use crate::introspection::{IdpError, TokenInfo};
+use crate::policy::{Decision, Denial, QueryError, Requirements, Selection, decide, parse_check_query};
+
+/// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("the Authorization scheme is not Bearer")]
+    WrongScheme,
+    #[error("the bearer token is empty")]
+    Empty,
+    #[error("the bearer token has characters outside RFC 6750's b64token")]
+    BadCharacters,
+    #[error("the bearer token is longer than 8 KiB")]
+    TooLong,
+    #[error("more than one Authorization header")]
+    Multiple,
+}
+
+fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+fn check_token(t: &str) -> Result<&str, TokenError> {
+    if t.is_empty() {
+        Err(TokenError::Empty)
+    } else if t.len() > MAX_TOKEN_LEN {
+        Err(TokenError::TooLong)
+    } else if !is_b64token(t) {
+        Err(TokenError::BadCharacters)
+    } else {
+        Ok(t)
+    }
+}
+
+/// `Bearer <token>`, scheme case-insensitive.
+pub fn parse_bearer(value: &HeaderValue) -> Result<&str, TokenError> {
+    let text = value.to_str().map_err(|_| TokenError::BadCharacters)?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::WrongScheme);
+    }
+    check_token(rest.trim_start_matches(' '))
+}
+
+/// The token, tried in this order: `Authorization: Bearer`, then `token.header`, then `token.cookie`. A malformed
+/// Authorization header is an error rather than a reason to look elsewhere.
+pub fn extract_token<'a>(headers: &'a HeaderMap, sources: &TokenConfig) -> Result<&'a str, TokenError> {
+    let mut auth = headers.get_all(actix_web::http::header::AUTHORIZATION);
+    if let Some(first) = auth.next() {
+        if auth.next().is_some() {
+            return Err(TokenError::Multiple);
+        }
+        return parse_bearer(first);
+    }
+    if let Some(name) = &sources.header
+        && let Some(v) = headers.get(name.as_str())
+    {
+        let text = v.to_str().map_err(|_| TokenError::BadCharacters)?.trim();
+        return match text.split_once(' ') {
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => parse_bearer(v),
+            _ => check_token(text),
+        };
+    }
+    if let Some(name) = &sources.cookie {
+        for cookies in headers.get_all(actix_web::http::header::COOKIE) {
+            let Ok(text) = cookies.to_str() else { continue };
+            for pair in text.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=')
+                    && k == name
+                {
+                    return check_token(v.trim_matches('"'));
+                }
+            }
+        }
+    }
+    Err(TokenError::Missing)
+}
+
+/// Every way a check can end.
+#[derive(Debug)]
+pub enum Outcome {
+    Allow(Arc<TokenInfo>),
+    Anonymous,
+    NoToken,
+    BadToken(TokenError),
+    Denied(Denial),
+    Unmatched,
+    BadCheck(String),
+    Unavailable(IdpError),
+}
+
+fn www_authenticate(error: Option<(&str, &str)>, scope: Option<&str>) -> String {
+    let mut v = String::from("Bearer realm=\"tokengate\"");
+    if let Some((code, description)) = error {
+        v.push_str(&format!(", error=\"{code}\", error_description=\"{description}\""));
+    }
+    if let Some(s) = scope {
+        v.push_str(&format!(", scope=\"{s}\""));
+    }
+    v
+}
+
+fn json_error(status: StatusCode) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::build(status);
+    b.content_type("application/json");
+    b
+}
+
+/// The one mapping from outcome to HTTP: exactly 200 to allow (Envoy denies anything else), 401/403 with RFC 6750
+/// `WWW-Authenticate`, 400 for a check the proxy built wrongly, 503 with `Retry-After` for IdP trouble.
+pub fn respond(outcome: &Outcome, retry_after_secs: u64) -> (HttpResponse, &'static str) {
+    let body = |error: &str, description: &str| json!({"error": error, "error_description": description}).to_string();
+    match outcome {
+        Outcome::Allow(info) => {
+            let mut b = HttpResponse::Ok();
+            for (name, value) in info.headers.iter() {
+                b.insert_header((name.clone(), value.clone()));
+            }
+            (b.finish(), "allowed")
+        }
+        Outcome::Anonymous => (HttpResponse::Ok().finish(), "allowed"),
+        Outcome::NoToken => (
+            json_error(StatusCode::UNAUTHORIZED)
+                .insert_header(("WWW-Authenticate", www_authenticate(None, None)))
+                .body(body("invalid_request", "a bearer token is required")),
+            "unauthenticated",
+        ),
+        Outcome::BadToken(e) => {
+            let d = e.to_string();
+            (
+                json_error(StatusCode::UNAUTHORIZED)
+                    .insert_header((
+                        "WWW-Authenticate",
+                        www_authenticate(Some(("invalid_request", &d)), None),
+                    ))
+                    .body(body("invalid_request", &d)),
+                "unauthenticated",
+            )
+        }
+        Outcome::Denied(denial) if denial.is_invalid_token() => {
+            let d = denial.description();
+            (
+                json_error(StatusCode::UNAUTHORIZED)
+                    .insert_header(("WWW-Authenticate", www_authenticate(Some(("invalid_token", &d)), None)))
+                    .body(body("invalid_token", &d)),
+                "unauthenticated",
+            )
+        }
+        Outcome::Denied(denial) => {
+            let d = denial.description();
+            let scope = match denial {
+                Denial::MissingScopes(s) => Some(s.join(" ")),
+                _ => None,
+            };
+            (
+                json_error(StatusCode::FORBIDDEN)
+                    .insert_header((
+                        "WWW-Authenticate",
+                        www_authenticate(Some(("insufficient_scope", &d)), scope.as_deref()),
+                    ))
+                    .body(body("insufficient_scope", &d)),
+                "forbidden",
+            )
+        }
+        Outcome::Unmatched => (
+            json_error(StatusCode::FORBIDDEN).body(body(
+                "access_denied",
+                "no rule allows this request (policy.deny_unmatched)",
+            )),
+            "forbidden",
+        ),
+        Outcome::BadCheck(d) => (
+            json_error(StatusCode::BAD_REQUEST).body(body("invalid_request", d)),
+            "bad_request",
+        ),
+        Outcome::Unavailable(_) => (
+            json_error(StatusCode::SERVICE_UNAVAILABLE)
+                .insert_header(("Retry-After", retry_after_secs.to_string()))
+                .body(body(
+                    "temporarily_unavailable",
+                    "the identity provider cannot be reached; try again later",
+                )),
+            "unavailable",
+        ),
+    }
+}
+
+pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let started = Instant::now();
+    let outcome = check(&req, &state).await;
+    let (response, result) = respond(&outcome, state.retry_after_secs);
+    state.metrics.verify_requests.with_label_values(&[result]).inc();
+    state.metrics.verify_duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
+    let path = req.uri().path();
+    // On `/verify/…` the rest of the path and the query are the client's (Envoy), never a source of policy.
+    let prefix_path = path
+        .strip_prefix("/verify")
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_string(),
+        });
+    let original = match original_request(
+        req.method().as_str(),
+        prefix_path.as_deref(),
+        req.headers(),
+        !state.policy.rules.is_empty(),
+    ) {
+        Ok(o) => o,
+        Err(e @ (OriginalError::Conflict(_) | OriginalError::Invalid(_) | OriginalError::NoUri)) => {
+            log::warn!("refusing check: {e}");
+            return Outcome::BadCheck(e.to_string());
+        }
+    };
+    let extra = match prefix_path {
+        Some(_) => Requirements::default(),
+        None => match parse_check_query(req.uri().query().unwrap_or("")) {
+            Ok(r) => r,
+            Err(e @ (QueryError::Unknown(_) | QueryError::Empty(_))) => {
+                log::error!("refusing check: {e}");
+                return Outcome::BadCheck(e.to_string());
+            }
+        },
+    };
+    let (rule, base) = match state.policy.select(&original) {
+        Selection::Anonymous { rule } => {
+            log::debug!("rule {rule:?}: anonymous, {} {}", original.method, original.path);
+            return Outcome::Anonymous;
+        }
+        Selection::DenyUnmatched => {
+            log::debug!(
+                "no rule matches {} {}: denied (policy.deny_unmatched)",
+                original.method,
+                original.path
+            );
+            return Outcome::Unmatched;
+        }
+        Selection::Require { rule, requirements } => (rule, requirements),
+    };
+    let token = match extract_token(req.headers(), &state.token_sources) {
+        Ok(t) => t,
+        Err(TokenError::Missing) => return Outcome::NoToken,
+        Err(e) => return Outcome::BadToken(e),
+    };
+    let info = match state.cache.get(token).await {
+        Ok(info) => info,
+        Err(e) => {
+            log::error!("cannot verify a token, answering 503: {e}");
+            return Outcome::Unavailable(e);
+        }
+    };
+    let requirements = if extra.is_empty() {
+        base.clone()
+    } else {
+        base.and(&extra)
+    };
+    let decision = decide(&info, &requirements, state.clock.now_secs());
+    log::debug!(
+        "rule {}: {} {} -> {:?}",
+        rule.unwrap_or("(global policy)"),
+        original.method,
+        original.path,
+        decision
+    );
+    match decision {
+        Decision::Allow => Outcome::Allow(info),
+        Decision::Deny(d) => Outcome::Denied(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn token_extraction_table() {
+        let none = TokenConfig::default();
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        let max = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Result<&'a str, TokenError>);
+        let cases: Vec<Case> = vec![
+            (vec![], Err(TokenError::Missing)),
+            (vec![("authorization", "Bearer abc.DEF-_~+/==")], Ok("abc.DEF-_~+/==")),
+            (vec![("authorization", "bearer abc")], Ok("abc")),
+            (vec![("authorization", "BEARER abc")], Ok("abc")),
+            (
+                vec![("authorization", "Basic dXNlcjpwdw==")],
+                Err(TokenError::WrongScheme),
+            ),
+            (vec![("authorization", "Bearer")], Err(TokenError::Empty)),
+            (vec![("authorization", "Bearer ")], Err(TokenError::Empty)),
+            (vec![("authorization", "Bearer a b")], Err(TokenError::BadCharacters)),
+            (vec![("authorization", "Bearer a\"b")], Err(TokenError::BadCharacters)),
+            (vec![("authorization", "Bearer ==")], Err(TokenError::BadCharacters)),
+            (vec![("authorization", "Bearer a=b")], Err(TokenError::BadCharacters)),
+            (vec![("authorization", long.as_str())], Err(TokenError::TooLong)),
+            (
+                vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                Err(TokenError::Multiple),
+            ),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(extract_token(&headers(&pairs), &none), want, "{pairs:?}");
+        }
+        let h = headers(&[("authorization", max.as_str())]);
+        assert_eq!(extract_token(&h, &none).map(str::len), Ok(MAX_TOKEN_LEN));
+    }
+
+    #[test]
+    fn other_sources_in_order() {
+        let sources = TokenConfig {
+            cookie: Some("access_token".into()),
+            header: Some("x-forwarded-access-token".into()),
+        };
+        let h = headers(&[
+            ("cookie", "a=1; access_token=fromcookie"),
+            ("x-forwarded-access-token", "fromheader"),
+        ]);
+        assert_eq!(extract_token(&h, &sources), Ok("fromheader"));
+        let h = headers(&[("cookie", "a=1; access_token=fromcookie")]);
+        assert_eq!(extract_token(&h, &sources), Ok("fromcookie"));
+        let h = headers(&[
+            ("authorization", "Bearer fromauth"),
+            ("x-forwarded-access-token", "fromheader"),
+        ]);
+        assert_eq!(extract_token(&h, &sources), Ok("fromauth"));
+        let h = headers(&[("authorization", "Basic x"), ("x-forwarded-access-token", "fromheader")]);
+        assert_eq!(
+            extract_token(&h, &sources),
+            Err(TokenError::WrongScheme),
+            "a bad Authorization is not skipped"
+        );
+        let h = headers(&[("cookie", "other=1")]);
+        assert_eq!(extract_token(&h, &sources), Err(TokenError::Missing));
+        let h = headers(&[("x-forwarded-access-token", "Bearer viaheader")]);
+        assert_eq!(extract_token(&h, &sources), Ok("viaheader"));
+        assert_eq!(
+            extract_token(&h, &TokenConfig::default()),
+            Err(TokenError::Missing),
+            "sources are opt-in"
+        );
+    }
+
+    #[test]
+    fn status_mapping() {
+        let status = |o: Outcome| respond(&o, 5).0.status().as_u16();
+        assert_eq!(status(Outcome::Anonymous), 200);
+        assert_eq!(status(Outcome::NoToken), 401);
+        assert_eq!(status(Outcome::BadToken(TokenError::TooLong)), 401);
+        assert_eq!(status(Outcome::Denied(Denial::Expired)), 401);
+        assert_eq!(status(Outcome::Denied(Denial::MissingRole)), 403);
+        assert_eq!(status(Outcome::Unmatched), 403);
+        assert_eq!(status(Outcome::BadCheck("x".into())), 400);
+        for e in [
+            IdpError::Timeout,
+            IdpError::CredentialsRejected {
+                status: 400,
+                error: "unauthorized_client".into(),
+            },
+            IdpError::InvalidResponse(crate::introspection::InvalidResponse::MissingActive),
+        ] {
+            let (r, label) = respond(&Outcome::Unavailable(e), 5);
+            assert_eq!((r.status().as_u16(), label), (503, "unavailable"));
+            assert_eq!(r.headers().get("retry-after").unwrap(), "5");
+        }
+        let (r, _) = respond(&Outcome::Denied(Denial::MissingScopes(vec!["a".into(), "b".into()])), 5);
+        assert_eq!(
+            r.headers().get("www-authenticate").unwrap(),
+            "Bearer realm=\"tokengate\", error=\"insufficient_scope\", error_description=\"the token lacks the scope(s) a b\", scope=\"a b\""
+        );
+        let (r, _) = respond(&Outcome::NoToken, 5);
+        assert_eq!(
+            r.headers().get("www-authenticate").unwrap(),
+            "Bearer realm=\"tokengate\""
+        );
+    }
+}

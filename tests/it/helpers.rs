@@ -1,0 +1,248 @@
+//! Test harness: the development IdP (our ZITADEL double) and tokengate, both on loopback port 0.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use tokengate::clock::{Clock, ManualClock, SystemClock};
+use tokengate::config::{self, Sources};
+use tokengate::dev_idp::{DevIdp, TokenSpec};
+use tokengate::introspection::cache::TokenCache;
+use tokengate::introspection::client::Credentials;
+use tokengate::metrics::Metrics;
+use tokengate::startup::{Application, Listeners};
+
+pub struct TestIdp {
+    pub idp: DevIdp,
+    pub dir: tempfile::TempDir,
+    pub key_file: PathBuf,
+    handle: ServerHandle,
+}
+
+impl TestIdp {
+    pub async fn start() -> TestIdp {
+        let (idp, server) = DevIdp::start(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = idp.add_api_app(dir.path(), "tokengate").unwrap();
+        TestIdp {
+            idp,
+            dir,
+            key_file,
+            handle,
+        }
+    }
+
+    pub fn mint(&self, spec: TokenSpec) -> String {
+        self.idp.mint(spec)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// How to start tokengate for one test.
+pub struct Setup {
+    pub env: Vec<(String, String)>,
+    pub file: Option<String>,
+    pub clock: Option<Arc<ManualClock>>,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup {
+            env: vec![],
+            file: None,
+            clock: None,
+        }
+    }
+
+    /// `key` as in the config file, e.g. `policy.required_roles`.
+    pub fn set(mut self, key: &str, value: &str) -> Setup {
+        self.env.push((config::env_var_for(key), value.to_string()));
+        self
+    }
+
+    pub fn file(mut self, toml: &str) -> Setup {
+        self.file = Some(toml.to_string());
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<ManualClock>) -> Setup {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: awc::Client,
+    pub registry: prometheus::Registry,
+    pub cache: TokenCache,
+    pub handle: ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+pub fn base_env(idp: &TestIdp) -> HashMap<String, String> {
+    HashMap::from([
+        ("TOKENGATE_IDP__ISSUER".to_string(), idp.idp.issuer().to_string()),
+        (
+            "TOKENGATE_IDP__KEY_FILE".to_string(),
+            idp.key_file.display().to_string(),
+        ),
+        ("TOKENGATE_IDP__TIMEOUT".to_string(), "2s".to_string()),
+        ("TOKENGATE_SERVER__WORKERS".to_string(), "2".to_string()),
+        ("TOKENGATE_SERVER__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+    ])
+}
+
+pub async fn spawn_app(idp: &TestIdp, setup: Setup) -> TestApp {
+    try_spawn_app(idp, setup).await.unwrap()
+}
+
+pub async fn try_spawn_app(idp: &TestIdp, setup: Setup) -> Result<TestApp, String> {
+    let mut env = base_env(idp);
+    for (k, v) in setup.env {
+        if v.is_empty() {
+            env.remove(&k);
+        } else {
+            env.insert(k, v);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup.file.map(|text| {
+        let p = dir.path().join("tokengate.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    });
+    let cfg = config::load(&Sources { file, env: Some(env) })
+        .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+    let credentials = Credentials::load(&cfg.idp.auth)?;
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(Metrics::register(&registry).unwrap());
+    let clock: Arc<dyn Clock> = match setup.clock {
+        Some(c) => c,
+        None => Arc::new(SystemClock),
+    };
+    let listeners = Listeners {
+        main: TcpListener::bind("127.0.0.1:0").unwrap(),
+        metrics: None,
+    };
+    let app =
+        Application::build(cfg, credentials, listeners, registry.clone(), metrics, clock).map_err(|e| e.to_string())?;
+    let url = format!("http://{}", app.addr());
+    let handle = app.handle();
+    let cache = app.cache.clone();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let http = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    Ok(TestApp {
+        url,
+        http,
+        registry,
+        cache,
+        handle,
+        _dir: dir,
+    })
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.request("GET", path, headers).await
+    }
+
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.append_header((*k, *v));
+        }
+        let mut resp = req.send().await.unwrap();
+        let body = resp.body().limit(1 << 20).await.unwrap();
+        Answer {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// Polls /readyz for up to 5 s.
+    pub async fn wait_ready(&self) -> bool {
+        for _ in 0..100 {
+            if self.get("/readyz", &[]).await.status == 200 {
+                return true;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub async fn verify(&self, token: &str) -> Answer {
+        self.get("/verify", &[("Authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
+    /// A metric sample's value from this app's registry, e.g. `("tokengate_verify_requests_total", &[("result", "allowed")])`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&tokengate::metrics::render(&self.registry), name, labels)
+    }
+}
+
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or((line, ""));
+        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+        if metric == name && want.iter().all(|w| label_text.contains(w.as_str())) {
+            return value.parse().unwrap_or(f64::NAN);
+        }
+    }
+    0.0
+}
+
+/// Polls `f` for up to `secs` seconds; for effects that happen in the background.
+pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if f() {
+            return true;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new())
+}
+
+pub fn admin() -> TokenSpec {
+    TokenSpec::default().roles(&["admin"])
+}
+
+/// A loopback port with nothing listening.
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary. Each module says what belongs in it:
+//! - `helpers`: starting the ZITADEL double and tokengate on port 0, HTTP helpers. No tests.
+//! - `verify`: the /verify contract against the double (allow, 401s, 403s, 503s, Basic auth, readiness).
+//! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
+//! - `commands`: the `check` and `introspect` subcommands, run as the real binary.
+//! - `metrics`: what /metrics counts, and `promtool check metrics`.
+
+mod cache;
+mod commands;
+mod helpers;
+mod metrics;
+mod verify;

@@ -51,6 +51,7 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     pub file: Option<String>,
     pub clock: Option<Arc<ManualClock>>,
+    pub separate_metrics: bool,
 }
 
 impl Setup {
@@ -59,6 +60,7 @@ impl Setup {
             env: vec![],
             file: None,
             clock: None,
+            separate_metrics: false,
         }
     }
 
@@ -73,6 +75,11 @@ impl Setup {
         self
     }
 
+    pub fn separate_metrics(mut self) -> Setup {
+        self.separate_metrics = true;
+        self
+    }
+
     pub fn clock(mut self, clock: Arc<ManualClock>) -> Setup {
         self.clock = Some(clock);
         self
@@ -81,10 +88,10 @@ impl Setup {
 
 pub struct TestApp {
     pub url: String,
+    pub metrics_url: Option<String>,
     pub http: awc::Client,
     pub registry: prometheus::Registry,
     pub cache: TokenCache,
-    pub handle: ServerHandle,
     _dir: tempfile::TempDir,
 }
 
@@ -123,29 +130,31 @@ pub async fn try_spawn_app(idp: &TestIdp, setup: Setup) -> Result<TestApp, Strin
     let cfg = config::load(&Sources { file, env: Some(env) })
         .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
     let credentials = Credentials::load(&cfg.idp.auth)?;
-    let registry = prometheus::Registry::new();
-    let metrics = Arc::new(Metrics::register(&registry).unwrap());
+    let (registry, metrics) = Metrics::new_registry().unwrap();
+    let metrics = Arc::new(metrics);
     let clock: Arc<dyn Clock> = match setup.clock {
         Some(c) => c,
         None => Arc::new(SystemClock),
     };
     let listeners = Listeners {
         main: TcpListener::bind("127.0.0.1:0").unwrap(),
-        metrics: None,
+        metrics: setup
+            .separate_metrics
+            .then(|| TcpListener::bind("127.0.0.1:0").unwrap()),
     };
     let app =
         Application::build(cfg, credentials, listeners, registry.clone(), metrics, clock).map_err(|e| e.to_string())?;
     let url = format!("http://{}", app.addr());
-    let handle = app.handle();
+    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
     let cache = app.cache.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     let http = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     Ok(TestApp {
         url,
+        metrics_url,
         http,
         registry,
         cache,
-        handle,
         _dir: dir,
     })
 }
@@ -245,4 +254,28 @@ pub fn admin() -> TokenSpec {
 pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Tools the README's test command installs (nginx, caddy, promtool). Under that command
+/// (`TOKENGATE_REQUIRE_TOOLS=1`) a missing tool fails the test; a bare `cargo test` skips with a note.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+        .or_else(|| {
+            ["/usr/sbin", "/usr/bin", "/sbin"]
+                .iter()
+                .map(|d| PathBuf::from(d).join(name))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        if std::env::var("TOKENGATE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{name} is required by this test: run the README's test command, which installs it");
+        }
+        eprintln!("SKIPPED: {name} is not installed (the README's test command installs it)");
+    }
+    found
 }

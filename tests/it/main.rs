@@ -4,9 +4,13 @@
 //! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
 //! - `commands`: the `check` and `introspect` subcommands, run as the real binary.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
+//! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
+//! - `e2e`: real nginx and Caddy with configs generated from deploy/.
 
 mod cache;
 mod commands;
+mod e2e;
 mod helpers;
 mod metrics;
+mod proxies;
 mod verify;

@@ -247,6 +247,12 @@ impl DevIdp {
     /// Mints an opaque access token.
     pub fn mint(&self, spec: TokenSpec) -> String {
         let token = random_id(32);
+        self.insert_token(&token, spec);
+        token
+    }
+
+    /// Issues a given token string: a restarted IdP process can honour the tokens it issued before.
+    pub fn insert_token(&self, token: &str, spec: TokenSpec) {
         let iat = now();
         let aud = spec.audience.clone().unwrap_or_else(|| {
             let mut aud = vec![self.inner.project_id.clone()];
@@ -267,9 +273,8 @@ impl DevIdp {
             revoked: false,
         };
         if let Ok(mut t) = self.inner.tokens.lock() {
-            t.insert(token.clone(), record);
+            t.insert(token.to_string(), record);
         }
-        token
     }
 
     pub fn revoke(&self, token: &str) {
@@ -296,23 +301,23 @@ impl DevIdp {
     }
 
     /// ZITADEL's checks on a client assertion; `Err` is what ZITADEL answers.
-    fn authenticate_assertion(&self, assertion: &str) -> Result<String, HttpResponse> {
+    fn authenticate_assertion(&self, assertion: &str) -> Result<String, Refusal> {
         let Ok(header) = jsonwebtoken::decode_header(assertion) else {
             // ZITADEL quirk: an assertion that does not even parse gets "inactive", not an error.
-            return Err(inactive());
+            return Err(Refusal::Inactive);
         };
-        let apps = self.inner.apps.read().map_err(|_| unauthorized())?;
+        let apps = self.inner.apps.read().map_err(|_| Refusal::Unauthorized)?;
         let app = header
             .kid
             .as_deref()
             .and_then(|k| apps.get(k))
-            .ok_or_else(unauthorized)?;
+            .ok_or(Refusal::Unauthorized)?;
         let mut v = Validation::new(Algorithm::RS256);
         v.set_audience(&[&self.inner.issuer]);
         v.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
         v.leeway = 0;
         let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &app.key, &v)
-            .map_err(|_| unauthorized())?
+            .map_err(|_| Refusal::Unauthorized)?
             .claims;
         let t = now();
         let ok = claims.iss == app.client_id
@@ -323,28 +328,31 @@ impl DevIdp {
         if ok {
             Ok(app.client_id.clone())
         } else {
-            Err(unauthorized())
+            Err(Refusal::Unauthorized)
         }
     }
 
-    fn authenticate_basic(&self, header: &str) -> Result<String, HttpResponse> {
-        let encoded = header.strip_prefix("Basic ").ok_or_else(unauthorized)?;
+    fn authenticate_basic(&self, header: &str) -> Result<String, Refusal> {
+        let encoded = header.strip_prefix("Basic ").ok_or(Refusal::Unauthorized)?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(unauthorized)?;
-        let (id, secret) = decoded.split_once(':').ok_or_else(unauthorized)?;
+            .ok_or(Refusal::Unauthorized)?;
+        let (id, secret) = decoded.split_once(':').ok_or(Refusal::Unauthorized)?;
         let dec = |s: &str| {
             url::form_urlencoded::parse(format!("x={s}").as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned())
         };
-        let (id, secret) = (dec(id).ok_or_else(unauthorized)?, dec(secret).ok_or_else(unauthorized)?);
-        let clients = self.inner.basic.read().map_err(|_| unauthorized())?;
+        let (id, secret) = (
+            dec(id).ok_or(Refusal::Unauthorized)?,
+            dec(secret).ok_or(Refusal::Unauthorized)?,
+        );
+        let clients = self.inner.basic.read().map_err(|_| Refusal::Unauthorized)?;
         match clients.get(&id) {
             Some(s) if *s == secret => Ok(id),
-            _ => Err(unauthorized()),
+            _ => Err(Refusal::Unauthorized),
         }
     }
 
@@ -355,9 +363,7 @@ impl DevIdp {
         o.insert("scope".into(), json!(s.scopes.join(" ")));
         o.insert("client_id".into(), json!(format!("web@{}", self.inner.project_id)));
         o.insert("token_type".into(), json!("Bearer"));
-        for claim in ["exp"] {
-            o.insert(claim.into(), json!(r.exp));
-        }
+        o.insert("exp".into(), json!(r.exp));
         for claim in ["iat", "nbf", "auth_time"] {
             o.insert(claim.into(), json!(r.iat));
         }
@@ -403,6 +409,22 @@ impl DevIdp {
             o.insert(k.clone(), v.clone());
         }
         Value::Object(o)
+    }
+}
+
+/// How the double refuses a client, as ZITADEL does.
+enum Refusal {
+    /// ZITADEL's quirk for assertions that do not parse.
+    Inactive,
+    Unauthorized,
+}
+
+impl Refusal {
+    fn response(self) -> HttpResponse {
+        match self {
+            Refusal::Inactive => inactive(),
+            Refusal::Unauthorized => unauthorized(),
+        }
     }
 }
 
@@ -474,12 +496,12 @@ fn introspect_answer(req: &HttpRequest, body: &[u8], idp: &DevIdp) -> HttpRespon
             }
             match idp.authenticate_assertion(a) {
                 Ok(id) => id,
-                Err(resp) => return resp,
+                Err(refusal) => return refusal.response(),
             }
         }
         (Some(b), None) => match idp.authenticate_basic(b) {
             Ok(id) => id,
-            Err(resp) => return resp,
+            Err(refusal) => return refusal.response(),
         },
         (None, None) => return invalid_request("client credentials missing"),
     };

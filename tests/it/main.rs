@@ -5,10 +5,12 @@
 //! - `commands`: the `check` and `introspect` subcommands, run as the real binary.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
+//! - `deploy`: deploy/ manifests parse and hold what the docs rely on.
 //! - `e2e`: real nginx and Caddy with configs generated from deploy/.
 
 mod cache;
 mod commands;
+mod deploy;
 mod e2e;
 mod helpers;
 mod metrics;

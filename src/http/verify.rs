@@ -270,6 +270,11 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
     };
     let info = match state.cache.get(token).await {
         Ok(info) => info,
+        // The IdP's verdict on this one token (e.g. unsupported_token_type), not a failure of the service.
+        Err(e @ IdpError::TokenRefused { .. }) => {
+            log::info!("token refused: {e}");
+            return Outcome::Denied(Denial::NotActive);
+        }
         Err(e) => {
             log::error!("cannot verify a token, answering 503: {e}");
             return Outcome::Unavailable(e);

@@ -292,3 +292,23 @@ async fn config_errors_stop_start_up() {
         "{err}"
     );
 }
+
+#[actix_web::test]
+async fn a_token_the_idp_refuses_to_introspect_is_401_and_the_service_stays_ready() {
+    let idp = TestIdp::start().await;
+    let app = spawn_app(&idp, Setup::new()).await;
+    assert!(app.wait_ready().await);
+    idp.idp.set_faults(Faults {
+        status: Some(400),
+        body: Some(r#"{"error":"unsupported_token_type"}"#.into()),
+        ..Faults::default()
+    });
+    let a = app.verify("eyJhbGciOi.structured.jwt").await;
+    assert_eq!(a.status, 401);
+    assert!(a.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert_eq!(
+        app.get("/readyz", &[]).await.status,
+        200,
+        "one token's refusal says nothing about our credentials"
+    );
+}

@@ -279,3 +279,32 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Every log line of this test binary, from the first call on (tests share it; assert with `contains`).
+pub fn logs() -> &'static std::sync::Mutex<Vec<String>> {
+    use std::sync::{Mutex, OnceLock};
+    struct Capture;
+    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if let Some(lines) = LINES.get()
+                && let Ok(mut l) = lines.lock()
+            {
+                l.push(format!("{} {} {}", record.level(), record.target(), record.args()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    let lines = LINES.get_or_init(|| Mutex::new(Vec::new()));
+    if log::set_boxed_logger(Box::new(Capture)).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    lines
+}
+
+pub fn logged(needle: &str) -> bool {
+    logs().lock().unwrap().iter().any(|l| l.contains(needle))
+}

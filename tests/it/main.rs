@@ -3,6 +3,7 @@
 //! - `verify`: the /verify contract against the double (allow, 401s, 403s, 503s, Basic auth, readiness).
 //! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
 //! - `commands`: the `check` and `introspect` subcommands, run as the real binary.
+//! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
 //! - `deploy`: deploy/ manifests parse and hold what the docs rely on.
@@ -12,6 +13,7 @@ mod cache;
 mod commands;
 mod deploy;
 mod e2e;
+mod faults;
 mod helpers;
 mod metrics;
 mod proxies;

@@ -7,6 +7,7 @@
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
 //! - `deploy`: deploy/ manifests parse and hold what the docs rely on.
+//! - `security`: sentinel secrets absent from logs/bodies/metrics, header injection, spoofing, key-file mode.
 //! - `e2e`: real nginx and Caddy with configs generated from deploy/.
 
 mod cache;
@@ -17,4 +18,5 @@ mod faults;
 mod helpers;
 mod metrics;
 mod proxies;
+mod security;
 mod verify;

@@ -106,6 +106,8 @@ pub struct IdpConfig {
     pub max_concurrent: usize,
     pub assertion_reuse: bool,
     pub max_response_bytes: usize,
+    /// How often the key or secret file is checked for changes; zero leaves it to SIGHUP.
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +229,7 @@ struct RawIdp {
     max_concurrent: Option<String>,
     assertion_reuse: Option<String>,
     max_response_bytes: Option<String>,
+    reload_interval: Option<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -315,9 +318,17 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
     for key in LIST_KEYS {
         env = env.with_list_parse_key(key);
     }
-    if let Some(map) = &sources.env {
-        env = env.source(Some(map.clone().into_iter().collect()));
-    }
+    // Only `TOKENGATE_<SECTION>__<KEY>` is configuration. Kubernetes sets `TOKENGATE_PORT`,
+    // `TOKENGATE_SERVICE_HOST`, … for a Service named tokengate; those must not stop the sidecar.
+    let vars: HashMap<String, String> = match &sources.env {
+        Some(map) => map.clone(),
+        None => std::env::vars().collect(),
+    };
+    let config_vars = vars
+        .into_iter()
+        .filter(|(k, _)| k.strip_prefix("TOKENGATE_").is_some_and(|rest| rest.contains("__")))
+        .collect();
+    env = env.source(Some(config_vars));
     builder = builder.add_source(env);
     let raw: RawConfig = builder
         .build()
@@ -527,6 +538,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         raw.idp.max_response_bytes.as_deref(),
         64 * 1024usize,
     );
+    let reload_interval = c.duration(
+        "idp.reload_interval",
+        raw.idp.reload_interval.as_deref(),
+        Duration::from_secs(2),
+    );
 
     let global = Requirements::new(
         clean_list(raw.policy.audience),
@@ -602,6 +618,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             max_concurrent,
             assertion_reuse,
             max_response_bytes,
+            reload_interval,
         },
         policy: PolicyConfig {
             global,
@@ -755,6 +772,19 @@ mod tests {
                 "missing {expected:?} in {text:#?}"
             );
         }
+    }
+
+    #[test]
+    fn variables_that_are_not_config_keys_are_ignored() {
+        let cfg = load(&env(&[
+            ("TOKENGATE_IDP__ISSUER", "https://z.example.com"),
+            ("TOKENGATE_IDP__KEY_FILE", "/k.json"),
+            ("TOKENGATE_PORT", "tcp://10.0.0.7:8080"),
+            ("TOKENGATE_SERVICE_HOST", "10.0.0.7"),
+            ("TOKENGATE_PORT_8080_TCP_ADDR", "10.0.0.7"),
+            ("OTHER__THING", "x"),
+        ]));
+        assert!(cfg.is_ok(), "{cfg:?}");
     }
 
     #[test]

@@ -230,7 +230,14 @@ impl DevIdp {
         Ok(())
     }
 
-    /// Forgets a key, as deleting it in the console does: assertions signed with it are then refused.
+    /// Forgets one key, as deleting it in the console does: assertions signed with it are then refused.
+    pub fn remove_key(&self, key_id: &str) {
+        if let Ok(mut apps) = self.inner.apps.write() {
+            apps.remove(key_id);
+        }
+    }
+
+    /// Forgets every key.
     pub fn remove_keys(&self) {
         if let Ok(mut apps) = self.inner.apps.write() {
             apps.clear();

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub assertions_signed: IntCounter,
     pub rejected_header_values: IntCounter,
     pub idp_errors: IntCounterVec,
+    pub credential_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -96,6 +97,16 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let credential_reloads = IntCounterVec::new(
+            Opts::new(
+                "tokengate_credential_reloads_total",
+                "Changed key or secret files: applied, or rejected (unusable, or refused by the IdP) with the old kept.",
+            ),
+            &["result"],
+        )?;
+        for r in ["applied", "rejected"] {
+            credential_reloads.with_label_values(&[r]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new("tokengate_build_info", "Always 1; the version in a label."),
             &["version"],
@@ -125,6 +136,7 @@ impl Metrics {
         registry.register(Box::new(assertions_signed.clone()))?;
         registry.register(Box::new(rejected_header_values.clone()))?;
         registry.register(Box::new(idp_errors.clone()))?;
+        registry.register(Box::new(credential_reloads.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         Ok(Metrics {
             verify_requests,
@@ -138,6 +150,7 @@ impl Metrics {
             assertions_signed,
             rejected_header_values,
             idp_errors,
+            credential_reloads,
             build_info,
         })
     }

@@ -246,6 +246,8 @@ impl Worker {
         });
         let warm = state.clone();
         tokio::task::spawn_local(async move { warm.prepare_until_ready().await });
+        let housekeeping = state.clone();
+        tokio::task::spawn_local(async move { housekeeping.introspector.background().await });
         while let Some(job) = self.jobs.recv().await {
             state.clone().handle(job);
         }

@@ -2,8 +2,13 @@
 //! the introspection call, with each failure kept apart (transport, 5xx, credentials, token refused, bad response).
 //! The awc client is not `Send`: an `IdpClient` lives on one thread (the introspection worker, or a CLI command).
 
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
 
 use awc::http::StatusCode;
 use base64::Engine;
@@ -44,6 +49,28 @@ impl Credentials {
         }
     }
 
+    /// Credentials from a re-read file (`reload_path`'s content).
+    fn from_bytes(cfg: &ClientAuthConfig, bytes: &[u8]) -> Result<Credentials, String> {
+        match cfg {
+            ClientAuthConfig::KeyFile(_) => KeyFile::parse(bytes).map(Credentials::Key).map_err(|e| e.to_string()),
+            ClientAuthConfig::Basic { client_id, .. } => {
+                let text = std::str::from_utf8(bytes).map_err(|_| "the secret file is not UTF-8".to_string())?;
+                Ok(Credentials::Basic {
+                    client_id: client_id.clone(),
+                    secret: Secret::new(text.trim_end_matches(['\r', '\n'])),
+                })
+            }
+        }
+    }
+
+    /// Identifies the content, so an unchanged file is not re-tested.
+    fn fingerprint(&self) -> [u8; 32] {
+        match self {
+            Credentials::Key(k) => k.fingerprint,
+            Credentials::Basic { secret, .. } => Sha256::digest(secret.expose().as_bytes()).into(),
+        }
+    }
+
     pub fn client_id(&self) -> &str {
         match self {
             Credentials::Key(k) => &k.client_id,
@@ -73,20 +100,49 @@ enum Auth {
     Basic(Secret),
 }
 
-struct Ready {
-    endpoints: Endpoints,
-    auth: Auth,
+impl Auth {
+    fn new(credentials: &Credentials, audience: &str, assertion_reuse: bool) -> Auth {
+        match credentials {
+            Credentials::Key(key) => Auth::Assertion(AssertionSigner::new(key, audience.to_string(), assertion_reuse)),
+            Credentials::Basic { client_id, secret } => {
+                // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", enc(client_id), enc(secret.expose()));
+                Auth::Basic(Secret::new(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )))
+            }
+        }
+    }
+}
+
+fn reload_path(cfg: &ClientAuthConfig) -> Option<&Path> {
+    match cfg {
+        ClientAuthConfig::KeyFile(p) => Some(p),
+        ClientAuthConfig::Basic {
+            secret: SecretSource::File(p),
+            ..
+        } => Some(p),
+        ClientAuthConfig::Basic { .. } => None,
+    }
 }
 
 pub struct IdpClient {
     http: awc::Client,
     issuer: String,
     configured_endpoint: Option<String>,
-    credentials: Credentials,
+    auth_config: ClientAuthConfig,
+    credentials: RefCell<Rc<Credentials>>,
+    /// The auth built from `credentials` for the known endpoints; replaced together with them on reload.
+    auth: RefCell<Option<Rc<Auth>>>,
+    /// Hash of the credential file's content last dealt with (applied or definitively rejected).
+    last_seen: Cell<Option<[u8; 32]>>,
+    reload_interval: Duration,
     assertion_reuse: bool,
     timeout: Duration,
     max_response_bytes: usize,
-    ready: tokio::sync::OnceCell<Ready>,
+    endpoints: tokio::sync::OnceCell<Endpoints>,
     metrics: Arc<Metrics>,
 }
 
@@ -181,11 +237,15 @@ impl ClientSetup {
             http,
             issuer: cfg.issuer.clone(),
             configured_endpoint: cfg.introspection_endpoint.as_ref().map(|u| u.to_string()),
-            credentials: self.credentials,
+            auth_config: cfg.auth.clone(),
+            credentials: RefCell::new(Rc::new(self.credentials)),
+            auth: RefCell::new(None),
+            last_seen: Cell::new(None),
+            reload_interval: cfg.reload_interval,
             assertion_reuse: cfg.assertion_reuse,
             timeout: cfg.timeout,
             max_response_bytes: cfg.max_response_bytes,
-            ready: tokio::sync::OnceCell::new(),
+            endpoints: tokio::sync::OnceCell::new(),
             metrics: self.metrics,
         }
     }
@@ -208,41 +268,117 @@ impl ClientSetup {
 }
 
 impl IdpClient {
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
+    pub fn credentials(&self) -> Rc<Credentials> {
+        self.credentials.borrow().clone()
     }
 
     /// Endpoints from discovery (once; concurrent callers share the one fetch), or as configured.
     pub async fn endpoints(&self) -> Result<&Endpoints, IdpError> {
-        let ready = self.ready.get_or_try_init(|| self.prepare()).await?;
-        Ok(&ready.endpoints)
+        self.endpoints
+            .get_or_try_init(|| async {
+                match &self.configured_endpoint {
+                    Some(e) => Ok(Endpoints {
+                        issuer: self.issuer.clone(),
+                        introspection: e.clone(),
+                    }),
+                    None => self.discover().await,
+                }
+            })
+            .await
     }
 
-    async fn prepare(&self) -> Result<Ready, IdpError> {
-        let endpoints = match &self.configured_endpoint {
-            Some(e) => Endpoints {
-                issuer: self.issuer.clone(),
-                introspection: e.clone(),
-            },
-            None => self.discover().await?,
+    fn current_auth(&self, endpoints: &Endpoints) -> Rc<Auth> {
+        if let Some(a) = self.auth.borrow().as_ref() {
+            return a.clone();
+        }
+        let auth = Rc::new(Auth::new(
+            &self.credentials.borrow(),
+            &endpoints.issuer,
+            self.assertion_reuse,
+        ));
+        *self.auth.borrow_mut() = Some(auth.clone());
+        auth
+    }
+
+    /// Re-reads the key (or secret) file; a changed one is tested with one introspection of a random token and
+    /// used only if the IdP accepts it. Anything else keeps the credentials in use.
+    pub async fn reload_credentials(&self) {
+        let Some(path) = reload_path(&self.auth_config) else {
+            return;
         };
-        let auth = match &self.credentials {
-            Credentials::Key(key) => Auth::Assertion(AssertionSigner::new(
-                key,
-                endpoints.issuer.clone(),
-                self.assertion_reuse,
-            )),
-            Credentials::Basic { client_id, secret } => {
-                // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let pair = format!("{}:{}", enc(client_id), enc(secret.expose()));
-                Auth::Basic(Secret::new(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )))
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!(
+                    "cannot re-read {}: {}; keeping the credentials in use",
+                    path.display(),
+                    e.kind()
+                );
+                return;
             }
         };
-        Ok(Ready { endpoints, auth })
+        let raw: [u8; 32] = Sha256::digest(&bytes).into();
+        if self.last_seen.get() == Some(raw) {
+            return;
+        }
+        let reject = |why: String| {
+            log::error!(
+                "{}: new credentials rejected, keeping the ones in use: {why}",
+                path.display()
+            );
+            self.metrics.credential_reloads.with_label_values(&["rejected"]).inc();
+            self.last_seen.set(Some(raw));
+        };
+        let candidate = match Credentials::from_bytes(&self.auth_config, &bytes) {
+            Ok(c) => c,
+            Err(e) => return reject(e),
+        };
+        if candidate.fingerprint() == self.credentials.borrow().fingerprint() {
+            self.last_seen.set(Some(raw));
+            return;
+        }
+        let endpoints = match self.endpoints().await {
+            Ok(e) => e,
+            Err(e) => return log::warn!("cannot test the new credentials in {} yet: {e}", path.display()),
+        };
+        let auth = Rc::new(Auth::new(&candidate, &endpoints.issuer, self.assertion_reuse));
+        match self.exchange(&auth, endpoints, &super::assertion::new_jti()).await {
+            Ok(i) if !i.active => {
+                log::info!(
+                    "{}: new credentials in use (client id {})",
+                    path.display(),
+                    candidate.client_id()
+                );
+                *self.credentials.borrow_mut() = Rc::new(candidate);
+                *self.auth.borrow_mut() = Some(auth);
+                self.last_seen.set(Some(raw));
+                self.metrics.credential_reloads.with_label_values(&["applied"]).inc();
+            }
+            Ok(_) => reject("the identity provider calls a random token active".into()),
+            Err(e) if e.is_credentials() => reject(e.to_string()),
+            // Not a verdict on the new credentials: try again on the next change check.
+            Err(e) => log::warn!("cannot test the new credentials in {} yet: {e}", path.display()),
+        }
+    }
+
+    /// Checks the credential file every `idp.reload_interval` and on SIGHUP.
+    async fn watch_credentials(&self) {
+        let Some(path) = reload_path(&self.auth_config) else {
+            return;
+        };
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| log::warn!("cannot listen for SIGHUP: {e}"))
+            .ok();
+        let mut tick = (!self.reload_interval.is_zero()).then(|| tokio::time::interval(self.reload_interval));
+        loop {
+            tokio::select! {
+                _ = async { match tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {}
+                _ = async { match hangup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
+                    log::info!("SIGHUP: re-reading {}", path.display());
+                }
+            }
+            self.reload_credentials().await;
+        }
     }
 
     async fn discover(&self) -> Result<Endpoints, IdpError> {
@@ -277,11 +413,13 @@ impl IdpClient {
                 .or_else(|| doc.get("token_endpoint_auth_methods_supported"))
                 .and_then(Value::as_array);
             if let Some(methods) = methods
-                && !methods.iter().any(|m| m.as_str() == Some(self.credentials.method()))
+                && !methods
+                    .iter()
+                    .any(|m| m.as_str() == Some(self.credentials.borrow().method()))
             {
                 log::warn!(
                     "the identity provider does not advertise {} for introspection",
-                    self.credentials.method()
+                    self.credentials.borrow().method()
                 );
             }
             warn_if_plain_http("introspection_endpoint", &introspection);
@@ -293,14 +431,19 @@ impl IdpClient {
     }
 
     async fn call(&self, token: &str) -> Result<Introspection, IdpError> {
-        let ready = self.ready.get_or_try_init(|| self.prepare()).await?;
+        let endpoints = self.endpoints().await?;
+        let auth = self.current_auth(endpoints);
+        self.exchange(&auth, endpoints, token).await
+    }
+
+    async fn exchange(&self, auth: &Auth, endpoints: &Endpoints, token: &str) -> Result<Introspection, IdpError> {
         let mut req = self
             .http
-            .post(&ready.endpoints.introspection)
+            .post(&endpoints.introspection)
             .insert_header((awc::http::header::ACCEPT, "application/json"));
         let assertion;
         let mut form: Vec<(&str, &str)> = vec![("token", token)];
-        match &ready.auth {
+        match auth {
             Auth::Assertion(signer) => {
                 let (a, signed) = signer.assertion(now_secs()).map_err(IdpError::Signing)?;
                 if signed {
@@ -368,6 +511,10 @@ pub fn classify(status: StatusCode, body: &[u8]) -> Result<Introspection, IdpErr
 impl Introspect for IdpClient {
     async fn prepare(&self) -> Result<(), IdpError> {
         self.endpoints().await.map(|_| ())
+    }
+
+    async fn background(&self) {
+        self.watch_credentials().await;
     }
 
     async fn introspect(&self, token: &str) -> Result<Introspection, IdpError> {

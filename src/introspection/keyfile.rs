@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::config::Secret;
 
@@ -15,6 +16,8 @@ pub struct KeyFile {
     private_der: Vec<u8>,
     /// PKCS#1 `RSAPublicKey` DER: what a verifier (ZITADEL, or our double) needs.
     pub public_der: Vec<u8>,
+    /// SHA-256 of the file as read, to notice a changed file.
+    pub fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for KeyFile {
@@ -101,6 +104,7 @@ impl KeyFile {
             app_id,
             private_der,
             public_der,
+            fingerprint: sha2::Sha256::digest(bytes).into(),
         })
     }
 

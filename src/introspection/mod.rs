@@ -260,6 +260,11 @@ pub trait Introspect {
     fn prepare(&self) -> impl std::future::Future<Output = Result<(), IdpError>> {
         async { Ok(()) }
     }
+
+    /// Housekeeping that runs beside the calls for the worker's lifetime (credential reloads).
+    fn background(&self) -> impl std::future::Future<Output = ()> {
+        async {}
+    }
 }
 
 /// What /readyz reports: endpoints known, and the IdP not rejecting our client authentication.

@@ -257,7 +257,7 @@ pub fn closed_port() -> u16 {
 }
 
 /// Tools the README's test command installs (nginx, caddy, promtool). Under that command
-/// (`TOKENGATE_REQUIRE_TOOLS=1`) a missing tool fails the test; a bare `cargo test` skips with a note.
+/// (`REQUIRE_TEST_TOOLS=1`) a missing tool fails the test; a bare `cargo test` skips with a note.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .and_then(|paths| {
@@ -272,7 +272,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
                 .find(|p| p.is_file())
         });
     if found.is_none() {
-        if std::env::var("TOKENGATE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        if std::env::var("REQUIRE_TEST_TOOLS").is_ok_and(|v| v == "1") {
             panic!("{name} is required by this test: run the README's test command, which installs it");
         }
         eprintln!("SKIPPED: {name} is not installed (the README's test command installs it)");

@@ -7,6 +7,7 @@
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
 //! - `deploy`: deploy/ manifests parse and hold what the docs rely on.
+//! - `rotation`: key/secret reload (poll, SIGHUP, Kubernetes symlinks) and graceful shutdown, on the real binary.
 //! - `security`: sentinel secrets absent from logs/bodies/metrics, header injection, spoofing, key-file mode.
 //! - `e2e`: real nginx and Caddy with configs generated from deploy/.
 
@@ -18,5 +19,6 @@ mod faults;
 mod helpers;
 mod metrics;
 mod proxies;
+mod rotation;
 mod security;
 mod verify;

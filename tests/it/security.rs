@@ -66,7 +66,7 @@ async fn sentinel_run(idp: &TestIdp, env: Vec<(&'static str, String)>) -> (Strin
             ],
         ),
     ];
-    let mut round = |faults: Faults| {
+    let round = |faults: Faults| {
         idp.idp.set_faults(faults);
         let cases = cases.clone();
         let http = http.clone();

@@ -18,6 +18,9 @@ use crate::policy::{Decision, Denial, QueryError, Requirements, Selection, decid
 /// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// All request headers of a check together; nginx's default (`large_client_header_buffers 4 8k`) is the same.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("no bearer token")]
@@ -108,6 +111,7 @@ pub enum Outcome {
     Denied(Denial),
     Unmatched,
     BadCheck(String),
+    HeadersTooLarge,
     Unavailable(IdpError),
 }
 
@@ -195,6 +199,11 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64) -> (HttpResponse, &'sta
             json_error(StatusCode::BAD_REQUEST).body(body("invalid_request", d)),
             "bad_request",
         ),
+        Outcome::HeadersTooLarge => (
+            json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                .body(body("invalid_request", "the request headers exceed 32 KiB")),
+            "bad_request",
+        ),
         Outcome::Unavailable(_) => (
             json_error(StatusCode::SERVICE_UNAVAILABLE)
                 .insert_header(("Retry-After", retry_after_secs.to_string()))
@@ -217,6 +226,10 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 }
 
 async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Outcome::HeadersTooLarge;
+    }
     let path = req.uri().path();
     // On `/verify/…` the rest of the path and the query are the client's (Envoy), never a source of policy.
     let prefix_path = path
@@ -391,6 +404,7 @@ mod tests {
         assert_eq!(status(Outcome::Denied(Denial::MissingRole)), 403);
         assert_eq!(status(Outcome::Unmatched), 403);
         assert_eq!(status(Outcome::BadCheck("x".into())), 400);
+        assert_eq!(status(Outcome::HeadersTooLarge), 431);
         for e in [
             IdpError::Timeout,
             IdpError::CredentialsRejected {

@@ -222,3 +222,34 @@ async fn idp_restarts_in_the_middle_of_a_burst() {
         assert_eq!(app.verify(t).await.status, 200);
     }
 }
+
+#[actix_web::test]
+async fn idp_redirects_are_not_followed() {
+    fault_case(status(302, ""), "redirect", "answered with a redirect (HTTP 302)").await;
+}
+
+#[actix_web::test]
+async fn oversized_requests_are_refused_and_the_service_keeps_serving() {
+    let idp = TestIdp::start().await;
+    let app = spawn_app(&idp, Setup::new()).await;
+    let token = idp.mint(admin());
+    let huge = "x".repeat(64 * 1024);
+    let mut req = app
+        .http
+        .get(format!("{}/verify", app.url))
+        .insert_header(("Authorization", format!("Bearer {token}")));
+    req = req.insert_header(("X-Padding", huge.as_str()));
+    let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+    assert_eq!(status, 431, "a 64 KiB header is refused, never allowed");
+    let many: Vec<(String, String)> = (0..200).map(|i| (format!("x-h{i}"), "v".to_string())).collect();
+    let mut req = app
+        .http
+        .get(format!("{}/verify", app.url))
+        .insert_header(("Authorization", format!("Bearer {token}")));
+    for (k, v) in &many {
+        req = req.insert_header((k.as_str(), v.as_str()));
+    }
+    let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+    assert_eq!(status, 431, "too many headers are refused, never allowed");
+    assert_eq!(app.verify(&token).await.status, 200, "still serving");
+}

@@ -34,6 +34,7 @@ required_scopes = ["write"]
 
 #[actix_web::test]
 async fn envoy_path_prefix_checks() {
+    logs();
     let idp = TestIdp::start().await;
     let app = spawn_app(&idp, Setup::new().file(RULES)).await;
     let viewer = idp.mint(TokenSpec::default().roles(&["viewer"]));

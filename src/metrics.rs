@@ -3,7 +3,20 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// Per-label handles resolved once, so the per-check path does no label lookup.
+pub struct Labelled {
+    pub allowed: IntCounter,
+    pub unauthenticated: IntCounter,
+    pub forbidden: IntCounter,
+    pub unavailable: IntCounter,
+    pub bad_request: IntCounter,
+    pub hit: IntCounter,
+    pub miss: IntCounter,
+    pub stale: IntCounter,
+}
+
 pub struct Metrics {
+    pub labelled: Labelled,
     pub verify_requests: IntCounterVec,
     pub verify_duration: Histogram,
     pub introspection_requests: IntCounterVec,
@@ -138,7 +151,20 @@ impl Metrics {
         registry.register(Box::new(idp_errors.clone()))?;
         registry.register(Box::new(credential_reloads.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
+        let v = |r: &str| verify_requests.with_label_values(&[r]);
+        let c = |r: &str| cache_lookups.with_label_values(&[r]);
+        let labelled = Labelled {
+            allowed: v("allowed"),
+            unauthenticated: v("unauthenticated"),
+            forbidden: v("forbidden"),
+            unavailable: v("unavailable"),
+            bad_request: v("bad_request"),
+            hit: c("hit"),
+            miss: c("miss"),
+            stale: c("stale"),
+        };
         Ok(Metrics {
+            labelled,
             verify_requests,
             verify_duration,
             introspection_requests,

@@ -13,7 +13,7 @@ use super::AppState;
 use super::original::{OriginalError, original_request};
 use crate::config::TokenConfig;
 use crate::introspection::{IdpError, TokenInfo};
-use crate::policy::{Decision, Denial, QueryError, Requirements, Selection, decide, parse_check_query};
+use crate::policy::{Decision, Denial, QueryError, Selection, decide, parse_check_query};
 
 /// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -220,7 +220,14 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let started = Instant::now();
     let outcome = check(&req, &state).await;
     let (response, result) = respond(&outcome, state.retry_after_secs);
-    state.metrics.verify_requests.with_label_values(&[result]).inc();
+    let m = &state.metrics.labelled;
+    match result {
+        "allowed" => m.allowed.inc(),
+        "unauthenticated" => m.unauthenticated.inc(),
+        "forbidden" => m.forbidden.inc(),
+        "unavailable" => m.unavailable.inc(),
+        _ => m.bad_request.inc(),
+    }
     state.metrics.verify_duration.observe(started.elapsed().as_secs_f64());
     response
 }
@@ -232,49 +239,56 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
     }
     let path = req.uri().path();
     // On `/verify/…` the rest of the path and the query are the client's (Envoy), never a source of policy.
-    let prefix_path = path
-        .strip_prefix("/verify")
-        .filter(|rest| !rest.is_empty())
-        .map(|rest| match req.uri().query() {
-            Some(q) => format!("{rest}?{q}"),
-            None => rest.to_string(),
-        });
-    let original = match original_request(
-        req.method().as_str(),
-        prefix_path.as_deref(),
-        req.headers(),
-        !state.policy.rules.is_empty(),
-    ) {
-        Ok(o) => o,
-        Err(e @ (OriginalError::Conflict(_) | OriginalError::Invalid(_) | OriginalError::NoUri)) => {
-            log::warn!("refusing check: {e}");
-            return Outcome::BadCheck(e.to_string());
-        }
-    };
+    let prefix_path = path.strip_prefix("/verify").filter(|rest| !rest.is_empty());
     let extra = match prefix_path {
-        Some(_) => Requirements::default(),
+        Some(_) => None,
         None => match parse_check_query(req.uri().query().unwrap_or("")) {
-            Ok(r) => r,
+            Ok(r) if r.is_empty() => None,
+            Ok(r) => Some(r),
             Err(e @ (QueryError::Unknown(_) | QueryError::Empty(_))) => {
                 log::error!("refusing check: {e}");
                 return Outcome::BadCheck(e.to_string());
             }
         },
     };
-    let (rule, base) = match state.policy.select(&original) {
-        Selection::Anonymous { rule } => {
-            log::debug!("rule {rule:?}: anonymous, {} {}", original.method, original.path);
-            return Outcome::Anonymous;
-        }
-        Selection::DenyUnmatched => {
-            log::debug!(
-                "no rule matches {} {}: denied (policy.deny_unmatched)",
-                original.method,
-                original.path
-            );
+    let policy = &state.policy;
+    // The original request only matters to rules: without any, it is not rebuilt for every check.
+    let (rule, base) = if policy.rules.is_empty() {
+        if policy.deny_unmatched {
             return Outcome::Unmatched;
         }
-        Selection::Require { rule, requirements } => (rule, requirements),
+        (None, &policy.global)
+    } else {
+        let original = match original_request(req.method().as_str(), prefix_path, req.headers(), true) {
+            Ok(o) => o,
+            Err(e @ (OriginalError::Conflict(_) | OriginalError::Invalid(_) | OriginalError::NoUri)) => {
+                log::warn!("refusing check: {e}");
+                return Outcome::BadCheck(e.to_string());
+            }
+        };
+        match policy.select(&original) {
+            Selection::Anonymous { rule } => {
+                log::debug!("rule {rule:?}: anonymous, {} {}", original.method, original.path);
+                return Outcome::Anonymous;
+            }
+            Selection::DenyUnmatched => {
+                log::debug!(
+                    "no rule matches {} {}: denied (policy.deny_unmatched)",
+                    original.method,
+                    original.path
+                );
+                return Outcome::Unmatched;
+            }
+            Selection::Require { rule, requirements } => {
+                log::debug!(
+                    "rule {}: {} {}",
+                    rule.unwrap_or("(global policy)"),
+                    original.method,
+                    original.path
+                );
+                (rule, requirements)
+            }
+        }
     };
     let token = match extract_token(req.headers(), &state.token_sources) {
         Ok(t) => t,
@@ -293,17 +307,20 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
             return Outcome::Unavailable(e);
         }
     };
-    let requirements = if extra.is_empty() {
-        base.clone()
-    } else {
-        base.and(&extra)
+    let combined;
+    let requirements = match &extra {
+        None => base,
+        Some(extra) => {
+            combined = base.and(extra);
+            &combined
+        }
     };
-    let decision = decide(&info, &requirements, state.clock.now_secs());
+    let decision = decide(&info, requirements, state.clock.now_secs());
     log::debug!(
         "rule {}: {} {} -> {:?}",
         rule.unwrap_or("(global policy)"),
-        original.method,
-        original.path,
+        req.method(),
+        path,
         decision
     );
     match decision {

@@ -183,7 +183,7 @@ impl TokenCache {
                     e.refresh_requested.store(false, Ordering::Relaxed);
                 }
             }
-            store.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+            store.metrics.labelled.hit.inc();
             return Ok(e.info.clone());
         }
         let (tx, rx) = oneshot::channel();
@@ -205,11 +205,11 @@ impl TokenCache {
             let exp_ok = e.info.exp.is_none_or(|exp| exp * 1000 > now);
             if e.info.active && now < e.stale_until && exp_ok {
                 log::warn!("serving a cached introspection past its TTL (cache.stale_if_error): {err}");
-                store.metrics.cache_lookups.with_label_values(&["stale"]).inc();
+                store.metrics.labelled.stale.inc();
                 return Ok(e.info.clone());
             }
         }
-        store.metrics.cache_lookups.with_label_values(&["miss"]).inc();
+        store.metrics.labelled.miss.inc();
         result
     }
 

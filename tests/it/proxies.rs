@@ -88,6 +88,20 @@ async fn envoy_path_prefix_checks() {
         app.request("GET", "/verify/public/%2e%2e/api/items", &[]).await.status,
         401
     );
+    assert!(
+        logged("rule admin-api: GET /api/admin/users"),
+        "the matching rule is named"
+    );
+    assert!(
+        logged("rule admin-api: GET /verify/api/admin/users -> Deny(MissingRole)"),
+        "and the decision"
+    );
+    assert!(logged("rule \"health\": anonymous"));
+    let lines = logs().lock().unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains(&root) || l.contains(&viewer)),
+        "never the token"
+    );
 }
 
 #[actix_web::test]

@@ -40,3 +40,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         cfg.route("/metrics", web::get().to(ops::metrics));
     }
 }
+
+/// A header map from pairs, for the unit tests of this module's parts.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> actix_web::http::header::HeaderMap {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap());
+    }
+    h
+}

@@ -187,19 +187,21 @@ async fn refresh_ahead_refreshes_in_the_background() {
     assert_eq!(app.verify(&token).await.status, 200);
 }
 
+/// TTL 10 s, no refresh-ahead, the given stale-if-error window, a hand-driven clock.
+async fn stale_if_error_app(idp: &TestIdp, window: &str) -> (TestApp, std::sync::Arc<tokengate::clock::ManualClock>) {
+    let clock = manual_clock();
+    let setup = Setup::new()
+        .clock(clock.clone())
+        .set("cache.ttl", "10s")
+        .set("cache.refresh_ahead", "0")
+        .set("cache.stale_if_error", window);
+    (spawn_app(idp, setup).await, clock)
+}
+
 #[actix_web::test]
 async fn stale_if_error_serves_within_the_window_only() {
     let idp = TestIdp::start().await;
-    let clock = manual_clock();
-    let app = spawn_app(
-        &idp,
-        Setup::new()
-            .clock(clock.clone())
-            .set("cache.ttl", "10s")
-            .set("cache.refresh_ahead", "0")
-            .set("cache.stale_if_error", "30s"),
-    )
-    .await;
+    let (app, clock) = stale_if_error_app(&idp, "30s").await;
     let token = idp.mint(admin());
     assert_eq!(app.verify(&token).await.status, 200);
     idp.idp.set_faults(Faults {
@@ -229,16 +231,7 @@ async fn stale_if_error_serves_within_the_window_only() {
 #[actix_web::test]
 async fn stale_if_error_never_serves_past_the_token_exp() {
     let idp = TestIdp::start().await;
-    let clock = manual_clock();
-    let app = spawn_app(
-        &idp,
-        Setup::new()
-            .clock(clock.clone())
-            .set("cache.ttl", "10s")
-            .set("cache.refresh_ahead", "0")
-            .set("cache.stale_if_error", "60s"),
-    )
-    .await;
+    let (app, clock) = stale_if_error_app(&idp, "60s").await;
     let token = idp.mint(TokenSpec::default().expires_in(20));
     assert_eq!(app.verify(&token).await.status, 200);
     idp.idp.set_faults(Faults {

@@ -342,7 +342,11 @@ impl<I: Introspect + 'static> WorkerState<I> {
         let result = match permit {
             Ok(Ok(_permit)) => self.introspector.introspect(token).await,
             Ok(Err(_)) => Err(IdpError::WorkerGone),
-            Err(_) => Err(IdpError::Overloaded),
+            Err(_) => {
+                // Never reached the IdP, so the client's metrics did not see it.
+                self.store.metrics.idp_error(&IdpError::Overloaded);
+                Err(IdpError::Overloaded)
+            }
         };
         self.store.health.record(&result);
         result

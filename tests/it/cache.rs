@@ -283,3 +283,27 @@ async fn the_cache_never_holds_more_than_max_entries() {
     let metrics = app.get("/metrics", &[]).await;
     assert!(metric_value(&metrics.body, "tokengate_cache_entries", &[]) <= 10.0);
 }
+
+#[actix_web::test]
+async fn idp_calls_in_flight_are_bounded_and_waiters_give_up_after_the_timeout() {
+    let idp = TestIdp::start().await;
+    let app = spawn_app(
+        &idp,
+        Setup::new().set("idp.max_concurrent", "1").set("idp.timeout", "1s"),
+    )
+    .await;
+    assert!(app.wait_ready().await);
+    // One slot, 700 ms per call: the 1st call runs at once, the 2nd gets the slot after 0.7 s of its 1 s wait,
+    // the 3rd would get it only after 1.4 s and gives up at 1 s.
+    idp.idp.set_faults(Faults {
+        latency_ms: 700,
+        ..Faults::default()
+    });
+    let tokens: Vec<String> = (0..3).map(|_| idp.mint(admin())).collect();
+    let answers = join_all(tokens.iter().map(|t| app.verify(t))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 503]);
+    assert_eq!(idp.idp.introspections(), 2, "the IdP never saw the third call");
+    assert_eq!(app.metric("tokengate_idp_errors_total", &[("kind", "overloaded")]), 1.0);
+}

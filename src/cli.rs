@@ -259,7 +259,7 @@ fn introspect(file: Option<PathBuf>) -> ExitCode {
         match decide(&info, &config.policy.global, SystemClock.now_secs()) {
             Decision::Allow => {
                 println!("decision: allow (200) under the global policy; headers:");
-                for (n, v) in info.headers.iter() {
+                for (n, v) in info.headers(&config.headers) {
                     println!("  {n}: {}", String::from_utf8_lossy(v.as_bytes()));
                 }
                 ExitCode::SUCCESS

@@ -90,20 +90,27 @@ pub fn decide(info: &TokenInfo, req: &Requirements, now_secs: u64) -> Decision {
     if info.exp.is_some_and(|exp| exp <= now_secs) {
         return Decision::Deny(Denial::Expired);
     }
-    let has_any = |held: &[Box<str>], wanted: &[String]| wanted.iter().any(|w| held.iter().any(|h| **h == **w));
-    if !req.audiences.iter().all(|group| has_any(&info.audience, group)) {
+    if !req
+        .audiences
+        .iter()
+        .all(|group| group.iter().any(|w| info.audience().any(|a| a == w)))
+    {
         return Decision::Deny(Denial::WrongAudience);
     }
     let missing: Vec<String> = req
         .scopes
         .iter()
-        .filter(|s| !info.scopes.iter().any(|g| **g == ***s))
+        .filter(|s| !info.scopes().any(|g| g == s.as_str()))
         .cloned()
         .collect();
     if !missing.is_empty() {
         return Decision::Deny(Denial::MissingScopes(missing));
     }
-    if !req.roles.iter().all(|group| has_any(&info.roles, group)) {
+    if !req
+        .roles
+        .iter()
+        .all(|group| group.iter().any(|w| info.roles().any(|r| r == w)))
+    {
         return Decision::Deny(Denial::MissingRole);
     }
     Decision::Allow
@@ -310,16 +317,7 @@ mod tests {
     use super::*;
 
     fn info(active: bool, exp: Option<u64>, aud: &[&str], scopes: &[&str], roles: &[&str]) -> TokenInfo {
-        let b = |v: &[&str]| v.iter().map(|s| Box::<str>::from(*s)).collect();
-        TokenInfo {
-            active,
-            exp,
-            audience: b(aud),
-            scopes: b(scopes),
-            roles: b(roles),
-            headers: Box::new([]),
-            rejected_headers: 0,
-        }
+        TokenInfo::new(active, exp, aud, scopes, roles)
     }
 
     fn req(aud: &[&str], scopes: &[&str], roles: &[&str]) -> Requirements {

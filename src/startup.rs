@@ -80,6 +80,7 @@ impl Application {
                 deny_unmatched: config.policy.deny_unmatched,
             },
             token_sources: config.token.clone(),
+            header_mapping: config.headers.clone(),
             metrics,
             health: health.clone(),
             clock,

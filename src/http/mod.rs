@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::clock::Clock;
-use crate::config::TokenConfig;
+use crate::config::{HeaderRule, TokenConfig};
 use crate::introspection::IdpHealth;
 use crate::introspection::cache::TokenCache;
 use crate::metrics::Metrics;
@@ -23,6 +23,8 @@ pub struct AppState {
     pub cache: TokenCache,
     pub policy: Policy,
     pub token_sources: TokenConfig,
+    /// `[headers]`: names for the identity-header values cached in each `TokenInfo`.
+    pub header_mapping: Vec<HeaderRule>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<IdpHealth>,
     pub clock: Arc<dyn Clock>,

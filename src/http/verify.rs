@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::original::{OriginalError, original_request};
-use crate::config::TokenConfig;
+use crate::config::{HeaderRule, TokenConfig};
 use crate::introspection::{IdpError, TokenInfo};
 use crate::policy::{Decision, Denial, QueryError, Selection, decide, parse_check_query};
 
@@ -134,13 +134,13 @@ fn json_error(status: StatusCode) -> actix_web::HttpResponseBuilder {
 
 /// The one mapping from outcome to HTTP: exactly 200 to allow (Envoy denies anything else), 401/403 with RFC 6750
 /// `WWW-Authenticate`, 400 for a check the proxy built wrongly, 503 with `Retry-After` for IdP trouble.
-pub fn respond(outcome: &Outcome, retry_after_secs: u64) -> (HttpResponse, &'static str) {
+pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule]) -> (HttpResponse, &'static str) {
     let body = |error: &str, description: &str| json!({"error": error, "error_description": description}).to_string();
     match outcome {
         Outcome::Allow(info) => {
             let mut b = HttpResponse::Ok();
-            for (name, value) in info.headers.iter() {
-                b.insert_header((name.clone(), value.clone()));
+            for (name, value) in info.headers(mapping) {
+                b.insert_header((name.clone(), value));
             }
             (b.finish(), "allowed")
         }
@@ -219,7 +219,7 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64) -> (HttpResponse, &'sta
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
     let outcome = check(&req, &state).await;
-    let (response, result) = respond(&outcome, state.retry_after_secs);
+    let (response, result) = respond(&outcome, state.retry_after_secs, &state.header_mapping);
     let m = &state.metrics.labelled;
     match result {
         "allowed" => m.allowed.inc(),
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn status_mapping() {
-        let status = |o: Outcome| respond(&o, 5).0.status().as_u16();
+        let status = |o: Outcome| respond(&o, 5, &[]).0.status().as_u16();
         assert_eq!(status(Outcome::Anonymous), 200);
         assert_eq!(status(Outcome::NoToken), 401);
         assert_eq!(status(Outcome::BadToken(TokenError::TooLong)), 401);
@@ -422,16 +422,20 @@ mod tests {
             },
             IdpError::InvalidResponse(crate::introspection::InvalidResponse::MissingActive),
         ] {
-            let (r, label) = respond(&Outcome::Unavailable(e), 5);
+            let (r, label) = respond(&Outcome::Unavailable(e), 5, &[]);
             assert_eq!((r.status().as_u16(), label), (503, "unavailable"));
             assert_eq!(r.headers().get("retry-after").unwrap(), "5");
         }
-        let (r, _) = respond(&Outcome::Denied(Denial::MissingScopes(vec!["a".into(), "b".into()])), 5);
+        let (r, _) = respond(
+            &Outcome::Denied(Denial::MissingScopes(vec!["a".into(), "b".into()])),
+            5,
+            &[],
+        );
         assert_eq!(
             r.headers().get("www-authenticate").unwrap(),
             "Bearer realm=\"tokengate\", error=\"insufficient_scope\", error_description=\"the token lacks the scope(s) a b\", scope=\"a b\""
         );
-        let (r, _) = respond(&Outcome::NoToken, 5);
+        let (r, _) = respond(&Outcome::NoToken, 5, &[]);
         assert_eq!(
             r.headers().get("www-authenticate").unwrap(),
             "Bearer realm=\"tokengate\""

@@ -114,19 +114,53 @@ fn is_roles_claim(name: &str) -> bool {
             .is_some_and(|id| !id.is_empty() && !id.contains(':'))
 }
 
+/// What a piece of `TokenInfo::text` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Audience,
+    Scope,
+    Role,
+    /// The value of the identity header at this index of the header mapping.
+    Header(u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    kind: Kind,
+    /// Where the piece ends in `text`; it starts where the previous one ended.
+    end: u32,
+}
+
 /// What the policy and the header mapping need from one introspection, computed once and kept in the cache. The
 /// policy is evaluated again on every hit, so per-route requirements always see the token's real grants.
+///
+/// Compact on purpose (the cache holds 100 000 of these): every string lives back to back in one shared buffer,
+/// and header values are handed out as slices of it, so a hit copies nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenInfo {
     pub active: bool,
     pub exp: Option<u64>,
-    pub audience: Box<[Box<str>]>,
-    pub scopes: Box<[Box<str>]>,
-    pub roles: Box<[Box<str>]>,
-    /// Identity headers for the upstream, already checked to be valid header values.
-    pub headers: Box<[(HeaderName, HeaderValue)]>,
+    text: actix_web::web::Bytes,
+    pieces: Box<[Piece]>,
     /// Claims left out because their value could not be a header (control characters, CR/LF).
     pub rejected_headers: u32,
+}
+
+#[derive(Default)]
+struct Builder {
+    text: Vec<u8>,
+    pieces: Vec<Piece>,
+}
+
+impl Builder {
+    fn push(&mut self, kind: Kind, s: &str) {
+        // Pieces past 4 GiB cannot be addressed; a response that large was refused long before.
+        let Ok(end) = u32::try_from(self.text.len() + s.len()) else {
+            return;
+        };
+        self.text.extend_from_slice(s.as_bytes());
+        self.pieces.push(Piece { kind, end });
+    }
 }
 
 impl TokenInfo {
@@ -134,10 +168,23 @@ impl TokenInfo {
         TokenInfo {
             active: false,
             exp: None,
-            audience: Box::new([]),
-            scopes: Box::new([]),
-            roles: Box::new([]),
-            headers: Box::new([]),
+            text: actix_web::web::Bytes::new(),
+            pieces: Box::new([]),
+            rejected_headers: 0,
+        }
+    }
+
+    /// A grant without identity headers (tests, tools).
+    pub fn new(active: bool, exp: Option<u64>, audience: &[&str], scopes: &[&str], roles: &[&str]) -> TokenInfo {
+        let mut b = Builder::default();
+        audience.iter().for_each(|a| b.push(Kind::Audience, a));
+        scopes.iter().for_each(|a| b.push(Kind::Scope, a));
+        roles.iter().for_each(|a| b.push(Kind::Role, a));
+        TokenInfo {
+            active,
+            exp,
+            text: b.text.into(),
+            pieces: b.pieces.into_boxed_slice(),
             rejected_headers: 0,
         }
     }
@@ -146,38 +193,73 @@ impl TokenInfo {
         if !i.active {
             return TokenInfo::inactive();
         }
-        let boxed = |v: Vec<String>| v.into_iter().map(String::into_boxed_str).collect();
         let roles = i.roles();
-        let mut headers = Vec::with_capacity(mapping.len());
+        let mut b = Builder::default();
+        i.aud.iter().for_each(|a| b.push(Kind::Audience, a));
+        for scope in i.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+            b.push(Kind::Scope, scope);
+        }
+        roles.iter().for_each(|r| b.push(Kind::Role, r));
         let mut rejected = 0;
-        for rule in mapping {
+        for (index, rule) in mapping.iter().enumerate().take(usize::from(u16::MAX)) {
             let text = match &rule.source {
                 ClaimSource::Roles => (!roles.is_empty()).then(|| roles.join(",")),
                 ClaimSource::Claims(names) => names.iter().find_map(|n| claim_text(i.claims.get(n)?)),
             };
             let Some(text) = text else { continue };
             match header_value(&text) {
-                Some(v) => headers.push((rule.name.clone(), v)),
+                Some(_) => b.push(Kind::Header(index as u16), &text),
                 None => rejected += 1,
             }
         }
         TokenInfo {
             active: true,
             exp: i.exp,
-            audience: boxed(i.aud.clone()),
-            scopes: boxed(
-                i.scope
-                    .as_deref()
-                    .unwrap_or("")
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            ),
-            roles: boxed(roles),
-            headers: headers.into_boxed_slice(),
+            text: b.text.into(),
+            pieces: b.pieces.into_boxed_slice(),
             rejected_headers: rejected,
         }
+    }
+
+    fn pieces(&self) -> impl Iterator<Item = (Kind, std::ops::Range<usize>)> + '_ {
+        let mut start = 0usize;
+        self.pieces.iter().map(move |p| {
+            let range = start..p.end as usize;
+            start = p.end as usize;
+            (p.kind, range)
+        })
+    }
+
+    fn strings(&self, kind: Kind) -> impl Iterator<Item = &str> + '_ {
+        self.pieces()
+            .filter(move |(k, _)| *k == kind)
+            .filter_map(|(_, r)| self.text.get(r).and_then(|b| std::str::from_utf8(b).ok()))
+    }
+
+    pub fn audience(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings(Kind::Audience)
+    }
+
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings(Kind::Scope)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings(Kind::Role)
+    }
+
+    /// The identity headers, named by the mapping this info was built with; values share the info's buffer.
+    pub fn headers<'a>(
+        &'a self,
+        mapping: &'a [HeaderRule],
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+        self.pieces().filter_map(move |(kind, range)| {
+            let Kind::Header(index) = kind else { return None };
+            let name = &mapping.get(usize::from(index))?.name;
+            // Checked when built; re-checked (cheaply) rather than trusted, so nothing unchecked reaches a header.
+            let value = HeaderValue::from_maybe_shared(self.text.slice(range)).ok()?;
+            Some((name, value))
+        })
     }
 }
 
@@ -371,13 +453,14 @@ mod tests {
             "urn:zitadel:iam:user:resourceowner:id": "org1"
         }))
         .unwrap();
-        let t = TokenInfo::from_introspection(&i, &default_mapping());
-        assert_eq!(&*t.roles, &["admin".into(), "viewer".into()] as &[Box<str>]);
-        assert_eq!(t.scopes.len(), 3);
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping);
+        assert_eq!(t.roles().collect::<Vec<_>>(), vec!["admin", "viewer"]);
+        assert_eq!(t.scopes().count(), 3);
+        assert_eq!(t.audience().collect::<Vec<_>>(), vec!["123", "456"]);
         let h = |name: &str| {
-            t.headers
-                .iter()
-                .find(|(n, _)| n == name)
+            t.headers(&mapping)
+                .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.to_str().unwrap().to_string())
         };
         assert_eq!(h("x-auth-request-user").as_deref(), Some("user-1"));
@@ -395,11 +478,13 @@ mod tests {
     #[test]
     fn missing_claims_omit_headers_and_bad_values_are_counted() {
         let i = parse(json!({"active": true, "sub": "a\r\nX-Injected: 1", "email": "e@x\u{7f}", "preferred_username": "Jos\u{e9}"})).unwrap();
-        let t = TokenInfo::from_introspection(&i, &default_mapping());
-        let names: Vec<&str> = t.headers.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["x-auth-request-preferred-username"]);
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping);
+        let headers: Vec<(&HeaderName, HeaderValue)> = t.headers(&mapping).collect();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].0.as_str(), "x-auth-request-preferred-username");
         assert_eq!(t.rejected_headers, 2);
-        assert_eq!(t.headers[0].1.as_bytes(), "Jos\u{e9}".as_bytes());
+        assert_eq!(headers[0].1.as_bytes(), "Jos\u{e9}".as_bytes());
     }
 
     #[test]

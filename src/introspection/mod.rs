@@ -146,6 +146,8 @@ pub struct TokenInfo {
     pub rejected_headers: u32,
 }
 
+/// Collects the pieces. Its `text` goes through `into_boxed_slice` before becoming `Bytes`: a Vec's spare
+/// capacity would otherwise stay allocated in every cached entry.
 #[derive(Default)]
 struct Builder {
     text: Vec<u8>,
@@ -183,7 +185,7 @@ impl TokenInfo {
         TokenInfo {
             active,
             exp,
-            text: b.text.into(),
+            text: b.text.into_boxed_slice().into(),
             pieces: b.pieces.into_boxed_slice(),
             rejected_headers: 0,
         }
@@ -215,7 +217,7 @@ impl TokenInfo {
         TokenInfo {
             active: true,
             exp: i.exp,
-            text: b.text.into(),
+            text: b.text.into_boxed_slice().into(),
             pieces: b.pieces.into_boxed_slice(),
             rejected_headers: rejected,
         }

@@ -157,6 +157,12 @@ pub fn normalize_path(raw: &str) -> (String, bool) {
     if text.ends_with('/') && !out.is_empty() {
         result.push('/');
     }
+    // Decoded `?`, `#` and `%` go back to their escapes: normalising twice gives the same path, and the result can
+    // never be mistaken for a query, a fragment or another escape.
+    if result.contains(['?', '#', '%']) {
+        suspicious = true;
+        result = result.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+    }
     (result, suspicious)
 }
 
@@ -179,9 +185,15 @@ mod tests {
             ("/%ff", "/\u{fffd}", true),
             ("", "/", false),
             ("/../../etc", "/etc", true),
+            // Found by fuzzing: these used to decode to `?`/`#`/`%` and change on a second pass.
+            ("%3F", "/%3F", true),
+            ("/a%23b", "/a%23b", true),
+            ("/p/x%2e%2e%3Fadmin", "/p/x..%3Fadmin", true),
+            ("/100%25", "/100%25", true),
         ];
         for (raw, want, sus) in cases {
             assert_eq!(normalize_path(raw), (want.to_string(), sus), "{raw}");
+            assert_eq!(normalize_path(want).0, want, "idempotent: {raw}");
         }
     }
 

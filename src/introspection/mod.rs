@@ -33,14 +33,45 @@ pub enum InvalidResponse {
     ActiveNotBoolean,
     #[error("`{0}` has the wrong type")]
     WrongType(&'static str),
+    #[error("a member appears twice")]
+    DuplicateMember,
+}
+
+/// A JSON object that refuses duplicate members. serde_json's map keeps the last of them, so
+/// `{"active":false,"active":true}` would read as a grant; a strict parser must not pick one.
+struct StrictObject(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
+                let mut map = Map::new();
+                while let Some((k, v)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&k) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    map.insert(k, v);
+                }
+                Ok(StrictObject(map))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 impl Introspection {
     /// Strict: a grant needs `active: true` as a JSON boolean; `exp`, `aud` and `scope` of the wrong type make the
     /// whole response invalid rather than being skipped, because skipping them could widen access.
     pub fn parse(body: &[u8]) -> Result<Introspection, InvalidResponse> {
-        let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(body) else {
-            return Err(InvalidResponse::NotAnObject);
+        let claims = match serde_json::from_slice::<StrictObject>(body) {
+            Ok(StrictObject(claims)) => claims,
+            Err(e) if e.to_string().starts_with("duplicate member") => return Err(InvalidResponse::DuplicateMember),
+            Err(_) => return Err(InvalidResponse::NotAnObject),
         };
         let active = match claims.get("active") {
             Some(Value::Bool(b)) => *b,
@@ -437,6 +468,14 @@ mod tests {
             (json!({"active": true, "aud": "a"}), Ok(true)),
             (json!({"active": true, "scope": ["a"]}), Err(WrongType("scope"))),
         ];
+        // Found by fuzzing: with duplicate members the last one would win.
+        for dup in [
+            r#"{"active":false,"active":true}"#,
+            r#"{"active":2,"active":true}"#,
+            r#"{"active":true,"exp":1,"exp":9999999999}"#,
+        ] {
+            assert_eq!(Introspection::parse(dup.as_bytes()), Err(DuplicateMember), "{dup}");
+        }
         for (body, want) in cases {
             assert_eq!(parse(body.clone()).map(|i| i.active), want, "body {body}");
         }

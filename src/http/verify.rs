@@ -1,7 +1,6 @@
 //! `/verify` and `/verify/{path}`: find the token, rebuild the original request, pick the requirements, look the
 //! token up, `decide`, and answer. `respond` is the one place where outcomes become HTTP statuses.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -12,7 +11,8 @@ use serde_json::json;
 use super::AppState;
 use super::original::{OriginalError, original_request};
 use crate::config::{HeaderRule, TokenConfig};
-use crate::introspection::{IdpError, TokenInfo};
+use crate::introspection::IdpError;
+use crate::introspection::cache::Cached;
 use crate::policy::{Decision, Denial, QueryError, Selection, decide, parse_check_query};
 
 /// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
@@ -104,7 +104,7 @@ pub fn extract_token<'a>(headers: &'a HeaderMap, sources: &TokenConfig) -> Resul
 /// Every way a check can end.
 #[derive(Debug)]
 pub enum Outcome {
-    Allow(Arc<TokenInfo>),
+    Allow(Cached),
     Anonymous,
     NoToken,
     BadToken(TokenError),

@@ -152,14 +152,15 @@ enum Kind {
     Scope,
     Role,
     /// The value of the identity header at this index of the header mapping.
-    Header(u16),
+    Header(u8),
 }
 
+/// Four bytes: the cache holds one per string per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Piece {
     kind: Kind,
     /// Where the piece ends in `text`; it starts where the previous one ended.
-    end: u32,
+    end: u16,
 }
 
 /// What the policy and the header mapping need from one introspection, computed once and kept in the cache. The
@@ -186,13 +187,15 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(&mut self, kind: Kind, s: &str) {
-        // Pieces past 4 GiB cannot be addressed; a response that large was refused long before.
-        let Ok(end) = u32::try_from(self.text.len() + s.len()) else {
-            return;
+    /// False when the text would pass 64 KiB (the whole response is 64 KiB at most by default): the string is
+    /// then left out, which can only take a grant or a header away, never add one.
+    fn push(&mut self, kind: Kind, s: &str) -> bool {
+        let Ok(end) = u16::try_from(self.text.len() + s.len()) else {
+            return false;
         };
         self.text.extend_from_slice(s.as_bytes());
         self.pieces.push(Piece { kind, end });
+        true
     }
 }
 
@@ -210,9 +213,11 @@ impl TokenInfo {
     /// A grant without identity headers (tests, tools).
     pub fn new(active: bool, exp: Option<u64>, audience: &[&str], scopes: &[&str], roles: &[&str]) -> TokenInfo {
         let mut b = Builder::default();
-        audience.iter().for_each(|a| b.push(Kind::Audience, a));
-        scopes.iter().for_each(|a| b.push(Kind::Scope, a));
-        roles.iter().for_each(|a| b.push(Kind::Role, a));
+        for (kind, list) in [(Kind::Audience, audience), (Kind::Scope, scopes), (Kind::Role, roles)] {
+            for item in list {
+                b.push(kind, item);
+            }
+        }
         TokenInfo {
             active,
             exp,
@@ -228,21 +233,24 @@ impl TokenInfo {
         }
         let roles = i.roles();
         let mut b = Builder::default();
-        i.aud.iter().for_each(|a| b.push(Kind::Audience, a));
+        for a in &i.aud {
+            b.push(Kind::Audience, a);
+        }
         for scope in i.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
             b.push(Kind::Scope, scope);
         }
-        roles.iter().for_each(|r| b.push(Kind::Role, r));
+        for r in &roles {
+            b.push(Kind::Role, r);
+        }
         let mut rejected = 0;
-        for (index, rule) in mapping.iter().enumerate().take(usize::from(u16::MAX)) {
+        for (index, rule) in mapping.iter().enumerate().take(usize::from(u8::MAX)) {
             let text = match &rule.source {
                 ClaimSource::Roles => (!roles.is_empty()).then(|| roles.join(",")),
                 ClaimSource::Claims(names) => names.iter().find_map(|n| claim_text(i.claims.get(n)?)),
             };
             let Some(text) = text else { continue };
-            match header_value(&text) {
-                Some(_) => b.push(Kind::Header(index as u16), &text),
-                None => rejected += 1,
+            if header_value(&text).is_none() || !b.push(Kind::Header(index as u8), &text) {
+                rejected += 1;
             }
         }
         TokenInfo {
@@ -526,6 +534,23 @@ mod tests {
         assert_eq!(headers[0].0.as_str(), "x-auth-request-preferred-username");
         assert_eq!(t.rejected_headers, 2);
         assert_eq!(headers[0].1.as_bytes(), "Jos\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn text_past_64_kib_is_left_out_not_wrapped() {
+        let huge = "x".repeat(70_000);
+        let i = parse(json!({"active": true, "sub": "s", "email": huge, "scope": "read"})).unwrap();
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping);
+        assert_eq!(t.rejected_headers, 1);
+        assert!(t.headers(&mapping).all(|(n, _)| n.as_str() != "x-auth-request-email"));
+        assert_eq!(t.scopes().collect::<Vec<_>>(), vec!["read"]);
+        assert_eq!(
+            t.headers(&mapping)
+                .find(|(n, _)| n.as_str() == "x-auth-request-user")
+                .map(|(_, v)| v),
+            Some(HeaderValue::from_static("s"))
+        );
     }
 
     #[test]

@@ -544,6 +544,23 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         Duration::from_secs(2),
     );
 
+    let scope_check = |c: &mut Collector, key: &str, scopes: &[String]| {
+        for bad in scopes.iter().filter(|s| !crate::policy::is_scope_token(s)) {
+            c.err(
+                key,
+                format!("{bad:?} is not a scope (RFC 6749: printable ASCII without space, '\"' or '\\')"),
+            );
+        }
+    };
+    scope_check(&mut c, "policy.required_scopes", &raw.policy.required_scopes);
+    for (i, r) in raw.rules.iter().enumerate() {
+        let name = r.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
+        scope_check(
+            &mut c,
+            &format!("rules[{i}] ({name}).required_scopes"),
+            &r.required_scopes,
+        );
+    }
     let global = Requirements::new(
         clean_list(raw.policy.audience),
         clean_list(raw.policy.required_scopes),
@@ -772,6 +789,18 @@ mod tests {
                 "missing {expected:?} in {text:#?}"
             );
         }
+    }
+
+    #[test]
+    fn scopes_that_could_not_be_echoed_are_config_errors() {
+        let errs = load(&env(&[
+            ("TOKENGATE_IDP__ISSUER", "https://z.example.com"),
+            ("TOKENGATE_IDP__KEY_FILE", "/k.json"),
+            ("TOKENGATE_POLICY__REQUIRED_SCOPES", "read,wr\"ite"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "policy.required_scopes");
     }
 
     #[test]

@@ -283,6 +283,16 @@ pub enum QueryError {
     Unknown(String),
     #[error("empty {0}= on the check URL")]
     Empty(&'static str),
+    #[error("scope= on the check URL holds a character RFC 6749 does not allow in a scope")]
+    BadScope,
+}
+
+/// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E (no space, quote, backslash, control or non-ASCII).
+/// Missing scopes are echoed in `WWW-Authenticate`, so anything else could break the header.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// The operator's per-location demands from the check URL: `?scope=a&scope=b&role=admin&role=ops` means
@@ -295,7 +305,12 @@ pub fn parse_check_query(query: &str) -> Result<Requirements, QueryError> {
         match k.as_ref() {
             "scope" => {
                 let before = scopes.len();
-                scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string));
+                for s in v.split(' ').filter(|s| !s.is_empty()) {
+                    if !is_scope_token(s) {
+                        return Err(QueryError::BadScope);
+                    }
+                    scopes.push(s.to_string());
+                }
                 if scopes.len() == before {
                     return Err(QueryError::Empty("scope"));
                 }
@@ -574,5 +589,15 @@ mod tests {
         );
         assert_eq!(parse_check_query("role="), Err(QueryError::Empty("role")));
         assert_eq!(parse_check_query("scope=+"), Err(QueryError::Empty("scope")));
+        // Found by schemathesis: these reached WWW-Authenticate (a 500, or a broken quoted string).
+        for bad in [
+            "scope=a%01b",
+            "scope=a%7Fb",
+            "scope=a%22b",
+            "scope=a%5Cb",
+            "scope=caf%C3%A9",
+        ] {
+            assert_eq!(parse_check_query(bad), Err(QueryError::BadScope), "{bad}");
+        }
     }
 }

@@ -105,7 +105,7 @@ impl Application {
                 let s = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
-                        .route("/metrics", web::get().to(http::ops::metrics))
+                        .service(web::resource("/metrics").route(web::get().to(http::ops::metrics)))
                 })
                 .workers(1)
                 .listen(l)?

@@ -36,10 +36,10 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.route("/verify", web::route().to(verify::verify))
         .route("/verify/{path:.*}", web::route().to(verify::verify))
-        .route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz));
+        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(ops::readyz)));
     if with_metrics {
-        cfg.route("/metrics", web::get().to(ops::metrics));
+        cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)));
     }
 }
 

@@ -115,7 +115,9 @@ pub enum Outcome {
     Unavailable(IdpError),
 }
 
-fn www_authenticate(error: Option<(&str, &str)>, scope: Option<&str>) -> String {
+/// The RFC 6750 challenge. Scopes are validated before they get here; should a value still not fit in a header,
+/// the bare challenge goes out rather than a 500.
+fn www_authenticate(error: Option<(&str, &str)>, scope: Option<&str>) -> HeaderValue {
     let mut v = String::from("Bearer realm=\"tokengate\"");
     if let Some((code, description)) = error {
         v.push_str(&format!(", error=\"{code}\", error_description=\"{description}\""));
@@ -123,7 +125,7 @@ fn www_authenticate(error: Option<(&str, &str)>, scope: Option<&str>) -> String 
     if let Some(s) = scope {
         v.push_str(&format!(", scope=\"{s}\""));
     }
-    v
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"tokengate\""))
 }
 
 fn json_error(status: StatusCode) -> actix_web::HttpResponseBuilder {
@@ -245,7 +247,7 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
         None => match parse_check_query(req.uri().query().unwrap_or("")) {
             Ok(r) if r.is_empty() => None,
             Ok(r) => Some(r),
-            Err(e @ (QueryError::Unknown(_) | QueryError::Empty(_))) => {
+            Err(e @ (QueryError::Unknown(_) | QueryError::Empty(_) | QueryError::BadScope)) => {
                 log::error!("refusing check: {e}");
                 return Outcome::BadCheck(e.to_string());
             }

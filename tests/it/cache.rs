@@ -89,7 +89,11 @@ async fn ttl_is_capped_by_the_token_exp() {
 async fn a_hit_past_exp_is_refused_whatever_the_cache_says() {
     let idp = TestIdp::start().await;
     let clock = manual_clock();
-    let app = spawn_app(&idp, Setup::new().clock(clock.clone()).set("cache.ttl", "60s")).await;
+    let setup = Setup::new()
+        .clock(clock.clone())
+        .set("cache.ttl", "60s")
+        .set("cache.refresh_ahead", "0");
+    let app = spawn_app(&idp, setup).await;
     let token = idp.mint(TokenSpec::default().expires_in(30));
     assert_eq!(app.verify(&token).await.status, 200);
     // exp is whole seconds and the entry is capped by it: 28 s later the entry is still fresh, 31 s later it is not,

@@ -209,6 +209,13 @@ async fn check_url_requirements_apply_on_exact_verify_only() {
         app.get("/verify?role=admin", &[("Authorization", &ops)]).await.status,
         403
     );
+    let a = app.get("/verify?scope=a%22b", &[("Authorization", &ops)]).await;
+    assert_eq!(
+        a.status, 400,
+        "a scope that could break the challenge header is refused"
+    );
+    let a = app.get("/verify?scope=a%01b", &[("Authorization", &ops)]).await;
+    assert_eq!(a.status, 400);
     let a = app.get("/verify?roles=admin", &[("Authorization", &ops)]).await;
     assert_eq!(a.status, 400, "a typo never drops a requirement silently");
 }

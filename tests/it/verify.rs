@@ -312,3 +312,15 @@ async fn a_token_the_idp_refuses_to_introspect_is_401_and_the_service_stays_read
         "one token's refusal says nothing about our credentials"
     );
 }
+
+#[actix_web::test]
+async fn operations_endpoints_answer_405_to_other_methods() {
+    let idp = TestIdp::start().await;
+    let app = spawn_app(&idp, Setup::new()).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let a = app.request("POST", path, &[]).await;
+        assert_eq!(a.status, 405, "{path}");
+        assert!(a.header("allow").is_some_and(|v| v.contains("GET")), "{path}");
+    }
+    assert_eq!(app.get("/nope", &[]).await.status, 404);
+}

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures_util::future::join_all;
+use tokengate::clock::ManualClock;
 use tokengate::dev_idp::{Faults, TokenSpec};
 
 use crate::helpers::*;
@@ -126,15 +129,7 @@ async fn negative_entries_expire_after_negative_ttl() {
 #[actix_web::test]
 async fn a_revoked_token_is_refused_once_its_entry_expires() {
     let idp = TestIdp::start().await;
-    let clock = manual_clock();
-    let app = spawn_app(
-        &idp,
-        Setup::new()
-            .clock(clock.clone())
-            .set("cache.ttl", "10s")
-            .set("cache.refresh_ahead", "0"),
-    )
-    .await;
+    let (app, clock) = clocked_app(&idp, "0", "0s").await;
     let token = idp.mint(admin());
     assert_eq!(app.verify(&token).await.status, 200);
     idp.idp.revoke(&token);
@@ -150,15 +145,7 @@ async fn a_revoked_token_is_refused_once_its_entry_expires() {
 #[actix_web::test]
 async fn refresh_ahead_refreshes_in_the_background() {
     let idp = TestIdp::start().await;
-    let clock = manual_clock();
-    let app = spawn_app(
-        &idp,
-        Setup::new()
-            .clock(clock.clone())
-            .set("cache.ttl", "10s")
-            .set("cache.refresh_ahead", "0.5"),
-    )
-    .await;
+    let (app, clock) = clocked_app(&idp, "0.5", "0s").await;
     let token = idp.mint(admin());
     assert_eq!(app.verify(&token).await.status, 200);
     clock.advance(Duration::from_secs(6));
@@ -191,21 +178,21 @@ async fn refresh_ahead_refreshes_in_the_background() {
     assert_eq!(app.verify(&token).await.status, 200);
 }
 
-/// TTL 10 s, no refresh-ahead, the given stale-if-error window, a hand-driven clock.
-async fn stale_if_error_app(idp: &TestIdp, window: &str) -> (TestApp, std::sync::Arc<tokengate::clock::ManualClock>) {
+/// TTL 10 s, the given refresh-ahead share and stale-if-error window, a hand-driven clock.
+async fn clocked_app(idp: &TestIdp, refresh_ahead: &str, stale_if_error: &str) -> (TestApp, Arc<ManualClock>) {
     let clock = manual_clock();
     let setup = Setup::new()
         .clock(clock.clone())
         .set("cache.ttl", "10s")
-        .set("cache.refresh_ahead", "0")
-        .set("cache.stale_if_error", window);
+        .set("cache.refresh_ahead", refresh_ahead)
+        .set("cache.stale_if_error", stale_if_error);
     (spawn_app(idp, setup).await, clock)
 }
 
 #[actix_web::test]
 async fn stale_if_error_serves_within_the_window_only() {
     let idp = TestIdp::start().await;
-    let (app, clock) = stale_if_error_app(&idp, "30s").await;
+    let (app, clock) = clocked_app(&idp, "0", "30s").await;
     let token = idp.mint(admin());
     assert_eq!(app.verify(&token).await.status, 200);
     idp.idp.set_faults(Faults {
@@ -235,7 +222,7 @@ async fn stale_if_error_serves_within_the_window_only() {
 #[actix_web::test]
 async fn stale_if_error_never_serves_past_the_token_exp() {
     let idp = TestIdp::start().await;
-    let (app, clock) = stale_if_error_app(&idp, "60s").await;
+    let (app, clock) = clocked_app(&idp, "0", "60s").await;
     let token = idp.mint(TokenSpec::default().expires_in(20));
     assert_eq!(app.verify(&token).await.status, 200);
     idp.idp.set_faults(Faults {

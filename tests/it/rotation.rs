@@ -20,6 +20,14 @@ fn replace_atomically(path: &Path, content: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Waits up to 5 s for `tokengate_credential_reloads_total{result}` to reach `n`.
+async fn reloads(app: &TestApp, result: &str, n: f64) -> bool {
+    eventually(5, || {
+        app.metric("tokengate_credential_reloads_total", &[("result", result)]) == n
+    })
+    .await
+}
+
 async fn rotating_app(idp: &TestIdp) -> (TestApp, std::path::PathBuf) {
     let live = idp.dir.path().join("live-key.json");
     std::fs::copy(&idp.key_file, &live).unwrap();
@@ -42,12 +50,7 @@ async fn a_new_key_file_is_picked_up_without_restart() {
     let fresh_dir = tempfile::tempdir().unwrap();
     let new_key = idp.idp.add_api_app(fresh_dir.path(), "tokengate").unwrap();
     replace_atomically(&live, &std::fs::read(&new_key).unwrap());
-    assert!(
-        eventually(5, || app
-            .metric("tokengate_credential_reloads_total", &[("result", "applied")])
-            == 1.0)
-        .await
-    );
+    assert!(reloads(&app, "applied", 1.0).await);
     idp.idp.remove_key(&old_kid);
     assert_eq!(
         app.verify(&idp.mint(admin())).await.status,
@@ -63,12 +66,7 @@ async fn an_unusable_or_unknown_key_is_rejected_and_the_old_one_kept() {
     let (app, live) = rotating_app(&idp).await;
     let original = std::fs::read(&live).unwrap();
     replace_atomically(&live, b"{\"type\":\"application\",\"keyId\":\"9\"}");
-    assert!(
-        eventually(5, || app
-            .metric("tokengate_credential_reloads_total", &[("result", "rejected")])
-            == 1.0)
-        .await
-    );
+    assert!(reloads(&app, "rejected", 1.0).await);
     assert!(logged("new credentials rejected, keeping the ones in use"));
     assert_eq!(app.verify(&idp.mint(admin())).await.status, 200);
 
@@ -77,12 +75,7 @@ async fn an_unusable_or_unknown_key_is_rejected_and_the_old_one_kept() {
     let other_dir = tempfile::tempdir().unwrap();
     let unknown = stranger.idp.add_api_app(other_dir.path(), "tokengate").unwrap();
     replace_atomically(&live, &std::fs::read(unknown).unwrap());
-    assert!(
-        eventually(5, || app
-            .metric("tokengate_credential_reloads_total", &[("result", "rejected")])
-            == 2.0)
-        .await
-    );
+    assert!(reloads(&app, "rejected", 2.0).await);
     assert_eq!(
         app.verify(&idp.mint(admin())).await.status,
         200,
@@ -128,12 +121,7 @@ async fn kubernetes_secret_symlink_swaps_are_followed() {
     std::os::unix::fs::symlink("..2026_11_29_2", m.join("..data_tmp")).unwrap();
     std::fs::rename(m.join("..data_tmp"), m.join("..data")).unwrap();
     std::fs::remove_dir_all(m.join("..2026_11_29_1")).unwrap();
-    assert!(
-        eventually(5, || app
-            .metric("tokengate_credential_reloads_total", &[("result", "applied")])
-            == 1.0)
-        .await
-    );
+    assert!(reloads(&app, "applied", 1.0).await);
     idp.idp.remove_key(&old_kid);
     assert_eq!(app.verify(&idp.mint(admin())).await.status, 200);
 }

@@ -90,14 +90,7 @@ fn load(file: Option<PathBuf>, env: Option<HashMap<String, String>>) -> Result<(
 #[cfg(unix)]
 fn warn_if_world_readable(auth: &ClientAuthConfig) {
     use std::os::unix::fs::PermissionsExt;
-    let path = match auth {
-        ClientAuthConfig::KeyFile(p) => p,
-        ClientAuthConfig::Basic {
-            secret: config::SecretSource::File(p),
-            ..
-        } => p,
-        ClientAuthConfig::Basic { .. } => return,
-    };
+    let Some(path) = auth.file() else { return };
     // Kubernetes secret volumes are symlinks into ..data; metadata follows them to the real file.
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o004 != 0

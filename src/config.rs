@@ -118,6 +118,20 @@ pub enum ClientAuthConfig {
     Basic { client_id: String, secret: SecretSource },
 }
 
+impl ClientAuthConfig {
+    /// The file the credentials come from, if any: re-read on change, and checked for loose permissions.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ClientAuthConfig::KeyFile(p) => Some(p),
+            ClientAuthConfig::Basic {
+                secret: SecretSource::File(p),
+                ..
+            } => Some(p),
+            ClientAuthConfig::Basic { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum SecretSource {
     Inline(Secret),

@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -25,6 +25,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::clock::Clock;
 use crate::introspection::assertion::AssertionClaims;
 use crate::introspection::client::ASSERTION_TYPE;
 use crate::introspection::keyfile::{KeyFile, pkcs8_to_pkcs1};
@@ -40,7 +41,7 @@ pub fn generate_app_key(key_id: &str, app_id: &str, client_id: &str) -> Result<S
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    crate::clock::SystemClock.now_secs()
 }
 
 fn random_id(bytes: usize) -> String {

@@ -3,13 +3,40 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// How a /verify check ended, as `tokengate_verify_requests_total{result}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyResult {
+    Allowed,
+    Unauthenticated,
+    Forbidden,
+    Unavailable,
+    BadRequest,
+}
+
+impl VerifyResult {
+    pub const ALL: [VerifyResult; 5] = [
+        VerifyResult::Allowed,
+        VerifyResult::Unauthenticated,
+        VerifyResult::Forbidden,
+        VerifyResult::Unavailable,
+        VerifyResult::BadRequest,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            VerifyResult::Allowed => "allowed",
+            VerifyResult::Unauthenticated => "unauthenticated",
+            VerifyResult::Forbidden => "forbidden",
+            VerifyResult::Unavailable => "unavailable",
+            VerifyResult::BadRequest => "bad_request",
+        }
+    }
+}
+
 /// Per-label handles resolved once, so the per-check path does no label lookup.
 pub struct Labelled {
-    pub allowed: IntCounter,
-    pub unauthenticated: IntCounter,
-    pub forbidden: IntCounter,
-    pub unavailable: IntCounter,
-    pub bad_request: IntCounter,
+    /// Indexed by `VerifyResult as usize`.
+    verify: [IntCounter; 5],
     pub hit: IntCounter,
     pub miss: IntCounter,
     pub stale: IntCounter,
@@ -32,7 +59,6 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
 }
 
-pub const VERIFY_RESULTS: &[&str] = &["allowed", "unauthenticated", "forbidden", "unavailable", "bad_request"];
 pub const INTROSPECTION_OUTCOMES: &[&str] = &["active", "inactive", "error"];
 pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "stale"];
 pub const IDP_ERROR_KINDS: &[&str] = &[
@@ -50,6 +76,12 @@ pub const IDP_ERROR_KINDS: &[&str] = &[
     "overloaded",
     "internal",
 ];
+
+impl Labelled {
+    pub fn verify(&self, result: VerifyResult) -> &IntCounter {
+        &self.verify[result as usize]
+    }
+}
 
 impl Metrics {
     pub fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
@@ -124,9 +156,6 @@ impl Metrics {
             Opts::new("tokengate_build_info", "Always 1; the version in a label."),
             &["version"],
         )?;
-        for r in VERIFY_RESULTS {
-            verify_requests.with_label_values(&[*r]);
-        }
         for o in INTROSPECTION_OUTCOMES {
             introspection_requests.with_label_values(&[*o]);
         }
@@ -138,27 +167,27 @@ impl Metrics {
         }
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
-        registry.register(Box::new(verify_requests.clone()))?;
-        registry.register(Box::new(verify_duration.clone()))?;
-        registry.register(Box::new(introspection_requests.clone()))?;
-        registry.register(Box::new(introspection_duration.clone()))?;
-        registry.register(Box::new(cache_lookups.clone()))?;
-        registry.register(Box::new(coalesced.clone()))?;
-        registry.register(Box::new(cache_refreshes.clone()))?;
-        registry.register(Box::new(cache_entries.clone()))?;
-        registry.register(Box::new(assertions_signed.clone()))?;
-        registry.register(Box::new(rejected_header_values.clone()))?;
-        registry.register(Box::new(idp_errors.clone()))?;
-        registry.register(Box::new(credential_reloads.clone()))?;
-        registry.register(Box::new(build_info.clone()))?;
-        let v = |r: &str| verify_requests.with_label_values(&[r]);
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(verify_requests.clone()),
+            Box::new(verify_duration.clone()),
+            Box::new(introspection_requests.clone()),
+            Box::new(introspection_duration.clone()),
+            Box::new(cache_lookups.clone()),
+            Box::new(coalesced.clone()),
+            Box::new(cache_refreshes.clone()),
+            Box::new(cache_entries.clone()),
+            Box::new(assertions_signed.clone()),
+            Box::new(rejected_header_values.clone()),
+            Box::new(idp_errors.clone()),
+            Box::new(credential_reloads.clone()),
+            Box::new(build_info.clone()),
+        ];
+        for c in collectors {
+            registry.register(c)?;
+        }
         let c = |r: &str| cache_lookups.with_label_values(&[r]);
         let labelled = Labelled {
-            allowed: v("allowed"),
-            unauthenticated: v("unauthenticated"),
-            forbidden: v("forbidden"),
-            unavailable: v("unavailable"),
-            bad_request: v("bad_request"),
+            verify: VerifyResult::ALL.map(|r| verify_requests.with_label_values(&[r.label()])),
             hit: c("hit"),
             miss: c("miss"),
             stale: c("stale"),

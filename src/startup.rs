@@ -31,7 +31,6 @@ pub struct Application {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     pub cache: TokenCache,
-    pub health: Arc<IdpHealth>,
 }
 
 pub struct Listeners {
@@ -120,7 +119,6 @@ impl Application {
             addr,
             metrics_addr,
             cache: token_cache,
-            health,
         })
     }
 

@@ -9,11 +9,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
-use super::original::{OriginalError, original_request};
+use super::original::original_request;
 use crate::config::{HeaderRule, TokenConfig};
 use crate::introspection::IdpError;
 use crate::introspection::cache::Cached;
-use crate::policy::{Decision, Denial, QueryError, Selection, decide, parse_check_query};
+use crate::metrics::VerifyResult;
+use crate::policy::{Decision, Denial, Selection, decide, parse_check_query};
 
 /// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -136,7 +137,7 @@ fn json_error(status: StatusCode) -> actix_web::HttpResponseBuilder {
 
 /// The one mapping from outcome to HTTP: exactly 200 to allow (Envoy denies anything else), 401/403 with RFC 6750
 /// `WWW-Authenticate`, 400 for a check the proxy built wrongly, 503 with `Retry-After` for IdP trouble.
-pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule]) -> (HttpResponse, &'static str) {
+pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule]) -> (HttpResponse, VerifyResult) {
     let body = |error: &str, description: &str| json!({"error": error, "error_description": description}).to_string();
     match outcome {
         Outcome::Allow(info) => {
@@ -144,14 +145,14 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
             for (name, value) in info.headers(mapping) {
                 b.insert_header((name.clone(), value));
             }
-            (b.finish(), "allowed")
+            (b.finish(), VerifyResult::Allowed)
         }
-        Outcome::Anonymous => (HttpResponse::Ok().finish(), "allowed"),
+        Outcome::Anonymous => (HttpResponse::Ok().finish(), VerifyResult::Allowed),
         Outcome::NoToken => (
             json_error(StatusCode::UNAUTHORIZED)
                 .insert_header(("WWW-Authenticate", www_authenticate(None, None)))
                 .body(body("invalid_request", "a bearer token is required")),
-            "unauthenticated",
+            VerifyResult::Unauthenticated,
         ),
         Outcome::BadToken(e) => {
             let d = e.to_string();
@@ -162,7 +163,7 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
                         www_authenticate(Some(("invalid_request", &d)), None),
                     ))
                     .body(body("invalid_request", &d)),
-                "unauthenticated",
+                VerifyResult::Unauthenticated,
             )
         }
         Outcome::Denied(denial) if denial.is_invalid_token() => {
@@ -171,7 +172,7 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
                 json_error(StatusCode::UNAUTHORIZED)
                     .insert_header(("WWW-Authenticate", www_authenticate(Some(("invalid_token", &d)), None)))
                     .body(body("invalid_token", &d)),
-                "unauthenticated",
+                VerifyResult::Unauthenticated,
             )
         }
         Outcome::Denied(denial) => {
@@ -187,7 +188,7 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
                         www_authenticate(Some(("insufficient_scope", &d)), scope.as_deref()),
                     ))
                     .body(body("insufficient_scope", &d)),
-                "forbidden",
+                VerifyResult::Forbidden,
             )
         }
         Outcome::Unmatched => (
@@ -195,16 +196,16 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
                 "access_denied",
                 "no rule allows this request (policy.deny_unmatched)",
             )),
-            "forbidden",
+            VerifyResult::Forbidden,
         ),
         Outcome::BadCheck(d) => (
             json_error(StatusCode::BAD_REQUEST).body(body("invalid_request", d)),
-            "bad_request",
+            VerifyResult::BadRequest,
         ),
         Outcome::HeadersTooLarge => (
             json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
                 .body(body("invalid_request", "the request headers exceed 32 KiB")),
-            "bad_request",
+            VerifyResult::BadRequest,
         ),
         Outcome::Unavailable(_) => (
             json_error(StatusCode::SERVICE_UNAVAILABLE)
@@ -213,7 +214,7 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
                     "temporarily_unavailable",
                     "the identity provider cannot be reached; try again later",
                 )),
-            "unavailable",
+            VerifyResult::Unavailable,
         ),
     }
 }
@@ -222,14 +223,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let started = Instant::now();
     let outcome = check(&req, &state).await;
     let (response, result) = respond(&outcome, state.retry_after_secs, &state.header_mapping);
-    let m = &state.metrics.labelled;
-    match result {
-        "allowed" => m.allowed.inc(),
-        "unauthenticated" => m.unauthenticated.inc(),
-        "forbidden" => m.forbidden.inc(),
-        "unavailable" => m.unavailable.inc(),
-        _ => m.bad_request.inc(),
-    }
+    state.metrics.labelled.verify(result).inc();
     state.metrics.verify_duration.observe(started.elapsed().as_secs_f64());
     response
 }
@@ -247,7 +241,7 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
         None => match parse_check_query(req.uri().query().unwrap_or("")) {
             Ok(r) if r.is_empty() => None,
             Ok(r) => Some(r),
-            Err(e @ (QueryError::Unknown(_) | QueryError::Empty(_) | QueryError::BadScope)) => {
+            Err(e) => {
                 log::error!("refusing check: {e}");
                 return Outcome::BadCheck(e.to_string());
             }
@@ -263,7 +257,7 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
     } else {
         let original = match original_request(req.method().as_str(), prefix_path, req.headers(), true) {
             Ok(o) => o,
-            Err(e @ (OriginalError::Conflict(_) | OriginalError::Invalid(_) | OriginalError::NoUri)) => {
+            Err(e) => {
                 log::warn!("refusing check: {e}");
                 return Outcome::BadCheck(e.to_string());
             }
@@ -425,7 +419,7 @@ mod tests {
             IdpError::InvalidResponse(crate::introspection::InvalidResponse::MissingActive),
         ] {
             let (r, label) = respond(&Outcome::Unavailable(e), 5, &[]);
-            assert_eq!((r.status().as_u16(), label), (503, "unavailable"));
+            assert_eq!((r.status().as_u16(), label), (503, VerifyResult::Unavailable));
             assert_eq!(r.headers().get("retry-after").unwrap(), "5");
         }
         let (r, _) = respond(

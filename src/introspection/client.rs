@@ -3,10 +3,9 @@
 //! The awc client is not `Send`: an `IdpClient` lives on one thread (the introspection worker, or a CLI command).
 
 use std::cell::{Cell, RefCell};
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -17,6 +16,7 @@ use serde_json::Value;
 use super::assertion::AssertionSigner;
 use super::keyfile::KeyFile;
 use super::{IdpError, Introspect, Introspection};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientAuthConfig, IdpConfig, Secret, SecretSource, read_secret_file};
 use crate::metrics::Metrics;
 
@@ -117,17 +117,6 @@ impl Auth {
     }
 }
 
-fn reload_path(cfg: &ClientAuthConfig) -> Option<&Path> {
-    match cfg {
-        ClientAuthConfig::KeyFile(p) => Some(p),
-        ClientAuthConfig::Basic {
-            secret: SecretSource::File(p),
-            ..
-        } => Some(p),
-        ClientAuthConfig::Basic { .. } => None,
-    }
-}
-
 pub struct IdpClient {
     http: awc::Client,
     issuer: String,
@@ -144,10 +133,6 @@ pub struct IdpClient {
     max_response_bytes: usize,
     endpoints: tokio::sync::OnceCell<Endpoints>,
     metrics: Arc<Metrics>,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// rustls with the aws-lc-rs provider, Mozilla's roots and the operator's extra CA file.
@@ -303,7 +288,7 @@ impl IdpClient {
     /// Re-reads the key (or secret) file; a changed one is tested with one introspection of a random token and
     /// used only if the IdP accepts it. Anything else keeps the credentials in use.
     pub async fn reload_credentials(&self) {
-        let Some(path) = reload_path(&self.auth_config) else {
+        let Some(path) = self.auth_config.file() else {
             return;
         };
         let bytes = match std::fs::read(path) {
@@ -363,7 +348,7 @@ impl IdpClient {
 
     /// Checks the credential file every `idp.reload_interval` and on SIGHUP.
     async fn watch_credentials(&self) {
-        let Some(path) = reload_path(&self.auth_config) else {
+        let Some(path) = self.auth_config.file() else {
             return;
         };
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -445,7 +430,7 @@ impl IdpClient {
         let mut form: Vec<(&str, &str)> = vec![("token", token)];
         match auth {
             Auth::Assertion(signer) => {
-                let (a, signed) = signer.assertion(now_secs()).map_err(IdpError::Signing)?;
+                let (a, signed) = signer.assertion(SystemClock.now_secs()).map_err(IdpError::Signing)?;
                 if signed {
                     self.metrics.assertions_signed.inc();
                 }

@@ -908,6 +908,18 @@ anonymous = true
     }
 
     #[test]
+    fn a_missing_ca_file_is_a_config_error() {
+        let errs = load(&env(&[
+            ("TOKENGATE_IDP__ISSUER", "https://z.example.com"),
+            ("TOKENGATE_IDP__KEY_FILE", "/k.json"),
+            ("TOKENGATE_IDP__CA_FILE", "/nonexistent/ca.pem"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "idp.ca_file");
+    }
+
+    #[test]
     fn durations_accept_units_and_bare_seconds() {
         assert_eq!(parse_duration("3s"), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));

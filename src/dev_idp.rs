@@ -135,6 +135,7 @@ struct Inner {
     basic: RwLock<HashMap<String, String>>,
     tokens: Mutex<HashMap<String, TokenRecord>>,
     introspections: AtomicU64,
+    connections: AtomicU64,
     faults: Mutex<Faults>,
 }
 
@@ -165,10 +166,12 @@ impl DevIdp {
                 basic: RwLock::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
                 introspections: AtomicU64::new(0),
+                connections: AtomicU64::new(0),
                 faults: Mutex::new(Faults::default()),
             }),
         };
         let data = web::Data::new(idp.clone());
+        let counted = idp.inner.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -179,6 +182,9 @@ impl DevIdp {
                 .route("/dev/token", web::post().to(mint_endpoint))
                 .route("/dev/stats", web::get().to(stats))
                 .route("/dev/faults", web::post().to(set_faults_endpoint))
+        })
+        .on_connect(move |_, _| {
+            counted.connections.fetch_add(1, Ordering::SeqCst);
         })
         .workers(2)
         .disable_signals()
@@ -296,6 +302,11 @@ impl DevIdp {
     /// Introspection requests received (any outcome).
     pub fn introspections(&self) -> u64 {
         self.inner.introspections.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted (discovery and introspection alike).
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.load(Ordering::SeqCst)
     }
 
     pub fn set_faults(&self, faults: Faults) {

@@ -526,6 +526,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = tls_config(Some(&empty)).unwrap_err();
+        assert!(err.contains("no certificates"), "{err}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(tls_config(Some(&garbage)).unwrap_err().starts_with("idp.ca_file"));
+        assert!(tls_config(None).is_ok(), "Mozilla's roots alone");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (url, want) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost", true),
+            ("http://[::1]:1", true),
+            ("http://10.0.0.1", false),
+            ("http://zitadel.example.com", false),
+        ] {
+            assert_eq!(is_loopback(&url::Url::parse(url).unwrap()), want, "{url}");
+        }
+    }
+
+    #[test]
     fn status_classification() {
         let ok = |s: u16, b: &str| classify(StatusCode::from_u16(s).unwrap(), b.as_bytes());
         assert!(ok(200, r#"{"active":true}"#).unwrap().active);

@@ -88,8 +88,10 @@ async fn ttl_is_capped_by_the_token_exp() {
     assert_eq!(app.verify(&token).await.status, 401);
 }
 
+/// The entry's lifetime is capped by exp, so a hit can never be past exp; what remains to prove is that every
+/// answer, fresh from the IdP or not, is judged against exp on the (cache) clock.
 #[actix_web::test]
-async fn a_hit_past_exp_is_refused_whatever_the_cache_says() {
+async fn exp_is_checked_on_every_answer_against_the_clock() {
     let idp = TestIdp::start().await;
     let clock = manual_clock();
     let setup = Setup::new()
@@ -105,7 +107,16 @@ async fn a_hit_past_exp_is_refused_whatever_the_cache_says() {
     assert_eq!(app.verify(&token).await.status, 200);
     assert_eq!(idp.idp.introspections(), 1, "a hit");
     clock.advance(Duration::from_secs(3));
-    assert_eq!(app.verify(&token).await.status, 401);
+    assert_eq!(
+        app.verify(&token).await.status,
+        401,
+        "the IdP (on real time) still says active; exp decides"
+    );
+    assert_eq!(
+        idp.idp.introspections(),
+        2,
+        "the capped entry had expired: this answer came from the IdP"
+    );
 }
 
 #[actix_web::test]
@@ -297,4 +308,21 @@ async fn idp_calls_in_flight_are_bounded_and_waiters_give_up_after_the_timeout()
     assert_eq!(statuses, vec![200, 200, 503]);
     assert_eq!(idp.idp.introspections(), 2, "the IdP never saw the third call");
     assert_eq!(app.metric("tokengate_idp_errors_total", &[("kind", "overloaded")]), 1.0);
+}
+
+#[actix_web::test]
+async fn connections_to_the_idp_are_kept_alive_and_reused() {
+    let idp = TestIdp::start().await;
+    let app = spawn_app(&idp, Setup::new()).await;
+    assert!(app.wait_ready().await);
+    for _ in 0..20 {
+        assert_eq!(app.verify(&idp.mint(admin())).await.status, 200);
+    }
+    assert_eq!(idp.idp.introspections(), 20);
+    // Discovery and 20 sequential introspections: one connection, or two should the pool open a second.
+    assert!(
+        idp.idp.connections() <= 2,
+        "{} connections for 21 requests",
+        idp.idp.connections()
+    );
 }

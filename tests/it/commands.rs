@@ -178,3 +178,73 @@ async fn introspect_reads_stdin_and_prints_the_decision() {
     let r = run(&["introspect", "--config", &cfg], &[], Some(String::new())).await;
     assert_eq!(r.code, 64);
 }
+
+/// The README's first command: what it prints must work when pasted.
+#[actix_web::test]
+async fn dev_mode_prints_a_curl_that_works() {
+    use std::io::BufRead;
+    let port = closed_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Reading blocks; do it off the test's thread, up to the last line of the banner.
+    let lines = actix_web::rt::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("Metrics:"))
+            .collect::<Vec<String>>()
+    })
+    .await
+    .unwrap();
+    let text = lines.join("\n");
+    assert!(text.contains("DEVELOPMENT ONLY"), "{text}");
+    let curl = lines
+        .iter()
+        .find(|l| l.contains("curl -i -H 'Authorization: Bearer "))
+        .expect("a curl line");
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    let verify_url = curl.rsplit(' ').next().unwrap().to_string();
+    assert_eq!(verify_url, format!("http://127.0.0.1:{port}/verify"));
+    let mint_url = lines
+        .iter()
+        .find(|l| l.contains("/dev/token?"))
+        .and_then(|l| l.split('\'').nth(1))
+        .expect("a mint line")
+        .to_string();
+
+    let http = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .finish();
+    let status = |token: String| {
+        let http = http.clone();
+        let url = verify_url.clone();
+        async move {
+            http.get(url)
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(token).await, 200, "the printed token works");
+    let minted: serde_json::Value = http.post(mint_url).send().await.unwrap().json().await.unwrap();
+    let more = minted["access_token"].as_str().unwrap().to_string();
+    assert_eq!(status(more).await, 200, "a minted token works");
+    assert_eq!(status("not-issued".into()).await, 401);
+    let _ = child.kill();
+    let _ = child.wait();
+}

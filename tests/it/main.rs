@@ -2,7 +2,7 @@
 //! - `helpers`: starting the ZITADEL double and tokengate on port 0, HTTP helpers. No tests.
 //! - `verify`: the /verify contract against the double (allow, 401s, 403s, 503s, Basic auth, readiness).
 //! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
-//! - `commands`: the `check` and `introspect` subcommands, run as the real binary.
+//! - `commands`: the `check`, `introspect` and `dev` subcommands, run as the real binary.
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.

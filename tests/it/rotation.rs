@@ -239,3 +239,23 @@ async fn sigterm_finishes_in_flight_checks_then_exits_zero() {
         "no longer accepting"
     );
 }
+
+#[actix_web::test]
+async fn a_new_client_secret_file_is_picked_up_too() {
+    let idp = TestIdp::start().await;
+    idp.idp.add_basic_client("api-basic", "first-secret");
+    let secret = idp.dir.path().join("client-secret");
+    std::fs::write(&secret, "first-secret\n").unwrap();
+    let setup = Setup::new()
+        .set("idp.key_file", "")
+        .set("idp.client_id", "api-basic")
+        .set("idp.client_secret_file", secret.to_str().unwrap())
+        .set("idp.reload_interval", "100ms");
+    let app = spawn_app(&idp, setup).await;
+    assert_eq!(app.verify(&idp.mint(admin())).await.status, 200);
+    // Rotated at the IdP first (the old secret stops working), then in the mounted file.
+    idp.idp.add_basic_client("api-basic", "second-secret");
+    replace_atomically(&secret, b"second-secret\n");
+    assert!(reloads(&app, "applied", 1.0).await);
+    assert_eq!(app.verify(&idp.mint(admin())).await.status, 200);
+}

@@ -279,3 +279,18 @@ async fn a_world_readable_key_file_is_warned_about() {
     let tight = run(0o600);
     assert!(!tight.contains("readable by every user"), "{tight}");
 }
+
+#[actix_web::test]
+async fn plain_http_to_a_non_loopback_idp_is_warned_about() {
+    logs();
+    let idp = TestIdp::start().await;
+    let _local = spawn_app(&idp, Setup::new()).await;
+    assert!(
+        !logged(&format!("idp.issuer {} uses plain http", idp.idp.issuer())),
+        "loopback is fine"
+    );
+    let _remote = spawn_app(&idp, Setup::new().set("idp.issuer", "http://zitadel.example.com")).await;
+    assert!(logged(
+        "idp.issuer http://zitadel.example.com uses plain http to a non-loopback host"
+    ));
+}

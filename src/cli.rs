@@ -12,11 +12,12 @@ use clap::{Parser, Subcommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ClientAuthConfig, Config, Sources};
 use crate::dev_idp::{DevIdp, TokenSpec};
-use crate::introspection::client::{ClientSetup, Credentials, IdpClient};
-use crate::introspection::{IdpError, Introspect, TokenInfo};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, decide};
 use crate::startup::{Application, Listeners};
+use crate::token::introspect::Introspect;
+use crate::token::introspect::client::{ClientSetup, Credentials, IdpClient};
+use crate::token::{IdpError, TokenInfo};
 
 /// Bad configuration or usage (sysexits EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -183,7 +184,7 @@ fn check(file: Option<PathBuf>) -> ExitCode {
             }
         };
         // A random token no IdP has issued: a correct setup gets {"active": false}.
-        let probe = crate::introspection::assertion::new_jti();
+        let probe = crate::token::introspect::assertion::new_jti();
         match client.introspect(&probe).await {
             Ok(i) if !i.active => {
                 let c = &config;

@@ -11,32 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::policy::{Requirements, Rule, RuleAction};
-
-/// A value that must never be printed: its `Debug` and `Display` say `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The only way to read the value; grep for it to audit where secrets go.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+use crate::secret::Secret;
+use crate::token::info::{ClaimSource, DEFAULT_HEADERS, HeaderRule, ROLES_PSEUDO_CLAIM};
 
 /// One configuration problem, tied to the key the operator has to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +157,7 @@ pub struct PolicyConfig {
     /// `policy.strict_paths`: refuse paths servers could read differently instead of repairing them.
     pub strict_paths: bool,
     /// Which role claims count (`policy.project_id`, `policy.org_id`).
-    pub roles: crate::introspection::RoleScope,
+    pub roles: crate::token::RoleScope,
 }
 
 #[derive(Debug, Clone)]
@@ -209,34 +185,6 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
 }
-
-/// Where an upstream identity header takes its value from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimSource {
-    /// The first of these claims that is present.
-    Claims(Vec<String>),
-    /// Role names from ZITADEL's project-roles claims.
-    Roles,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderRule {
-    pub name: actix_web::http::header::HeaderName,
-    pub source: ClaimSource,
-}
-
-/// The pseudo-claim naming ZITADEL's role claims in `[headers]`.
-pub const ROLES_PSEUDO_CLAIM: &str = "tokengate:roles";
-
-pub const DEFAULT_HEADERS: &[(&str, &str)] = &[
-    ("X-Auth-Request-User", "sub"),
-    ("X-Auth-Request-Preferred-Username", "preferred_username|username"),
-    ("X-Auth-Request-Email", "email"),
-    ("X-Auth-Request-Client-Id", "client_id"),
-    ("X-Auth-Request-Scopes", "scope"),
-    ("X-Auth-Request-Roles", ROLES_PSEUDO_CLAIM),
-    ("X-Auth-Request-Org-Id", "urn:zitadel:iam:user:resourceowner:id"),
-];
 
 // ---- raw, permissive shapes: everything is read as text so that every bad value can be reported at once ----
 
@@ -653,7 +601,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             None
         }
     };
-    let roles = crate::introspection::RoleScope {
+    let roles = crate::token::RoleScope {
         project_id: id("policy.project_id", raw.policy.project_id),
         org_id: id("policy.org_id", raw.policy.org_id),
     };
@@ -820,12 +768,6 @@ fn validate_headers(c: &mut Collector, table: BTreeMap<String, String>) -> Vec<H
         out.push(HeaderRule { name, source });
     }
     out
-}
-
-/// Reads a secret file, trimming the trailing newline editors and `kubectl create secret` leave behind.
-pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
-use crate::introspection::assertion::AssertionClaims;
-use crate::introspection::client::ASSERTION_TYPE;
-use crate::introspection::keyfile::{KeyFile, pkcs8_to_pkcs1};
+use crate::token::introspect::assertion::AssertionClaims;
+use crate::token::introspect::client::ASSERTION_TYPE;
+use crate::token::introspect::keyfile::{KeyFile, pkcs8_to_pkcs1};
 
 /// A new RSA-2048 API-application key in ZITADEL's download format (PKCS#1 PEM inside JSON).
 pub fn generate_app_key(key_id: &str, app_id: &str, client_id: &str) -> Result<String, String> {

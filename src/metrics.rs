@@ -219,8 +219,8 @@ impl Metrics {
         Ok((registry, metrics))
     }
 
-    pub fn idp_error(&self, err: &crate::introspection::IdpError) {
-        use crate::introspection::IdpError::*;
+    pub fn idp_error(&self, err: &crate::token::IdpError) {
+        use crate::token::IdpError::*;
         let kind = match err {
             Unreachable(_) => "unreachable",
             Timeout => "timeout",

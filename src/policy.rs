@@ -3,8 +3,8 @@
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::introspection::TokenInfo;
 pub use crate::original::OriginalRequest;
+use crate::token::TokenInfo;
 
 /// What a token must carry. Every group must be satisfied; an empty value requires nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

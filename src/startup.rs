@@ -11,11 +11,11 @@ use prometheus::Registry;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::introspection::IdpHealth;
-use crate::introspection::cache::{self, CacheParts, TokenCache};
-use crate::introspection::client::{ClientSetup, Credentials};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::token::IdpHealth;
+use crate::token::cache::{self, CacheParts, TokenCache};
+use crate::token::introspect::client::{ClientSetup, Credentials};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

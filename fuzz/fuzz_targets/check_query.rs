@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokengate::http::original::normalize_path;
+use tokengate::original::normalize_path;
 use tokengate::policy::parse_check_query;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use tokengate::config::{ClaimSource, HeaderRule, Sources, load};
-use tokengate::introspection::{Introspection, TokenInfo};
+use tokengate::token::{Introspection, TokenInfo};
 
 fn mapping() -> &'static [HeaderRule] {
     static MAPPING: OnceLock<Vec<HeaderRule>> = OnceLock::new();

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokengate::introspection::keyfile::KeyFile;
+use tokengate::token::introspect::keyfile::KeyFile;
 
 fn wrapped(tag: &str, der: &[u8]) -> Vec<u8> {
     let pem = pem::encode(&pem::Pem::new(tag, der.to_vec()));

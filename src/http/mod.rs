@@ -12,11 +12,11 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::clock::Clock;
-use crate::config::{HeaderRule, TokenConfig};
-use crate::introspection::IdpHealth;
-use crate::introspection::cache::TokenCache;
+use crate::config::TokenConfig;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::token::cache::TokenCache;
+use crate::token::{HeaderRule, IdpHealth};
 
 /// Everything a request handler needs, shared by all workers.
 pub struct AppState {

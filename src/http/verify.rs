@@ -10,11 +10,11 @@ use serde_json::json;
 
 use super::AppState;
 use super::original::{OriginalError, original_request};
-use crate::config::{HeaderRule, ProxyMode, TokenConfig};
-use crate::introspection::IdpError;
-use crate::introspection::cache::Cached;
+use crate::config::{ProxyMode, TokenConfig};
 use crate::metrics::VerifyResult;
 use crate::policy::{Decision, Denial, QueryError, Selection, decide, parse_check_query};
+use crate::token::cache::Cached;
+use crate::token::{HeaderRule, IdpError};
 
 /// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -459,7 +459,7 @@ mod tests {
                 status: 400,
                 error: "unauthorized_client".into(),
             },
-            IdpError::InvalidResponse(crate::introspection::InvalidResponse::MissingActive),
+            IdpError::InvalidResponse(crate::token::InvalidResponse::MissingActive),
         ] {
             let (r, label) = respond(&Outcome::Unavailable(e), 5, &[]);
             assert_eq!((r.status().as_u16(), label), (503, VerifyResult::Unavailable));

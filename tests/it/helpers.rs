@@ -10,10 +10,10 @@ use actix_web::dev::ServerHandle;
 use tokengate::clock::{Clock, ManualClock, SystemClock};
 use tokengate::config::{self, Sources};
 use tokengate::dev_idp::{DevIdp, TokenSpec};
-use tokengate::introspection::cache::TokenCache;
-use tokengate::introspection::client::Credentials;
 use tokengate::metrics::Metrics;
 use tokengate::startup::{Application, Listeners};
+use tokengate::token::cache::TokenCache;
+use tokengate::token::introspect::client::Credentials;
 
 pub struct TestIdp {
     pub idp: DevIdp,

@@ -16,10 +16,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{IdpError, IdpHealth, Introspect, Introspection, RoleScope, TokenInfo};
+use super::introspect::Introspect;
+use super::{HeaderRule, IdpError, IdpHealth, Introspection, RoleScope, TokenInfo};
 use crate::clock::Clock;
-use crate::config::{CacheConfig, HeaderRule, Secret};
+use crate::config::CacheConfig;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 
 /// SHA-256 of the token: the cache never holds a token.
 pub type Key = [u8; 32];

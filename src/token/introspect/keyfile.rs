@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// A loaded application key. The private key never leaves this struct except as a signing key.
 pub struct KeyFile {

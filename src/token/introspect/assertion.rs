@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use super::keyfile::KeyFile;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Well under ZITADEL's one-hour limit on `iat`, short enough that a leaked assertion is soon worthless.
 pub const LIFETIME_SECS: u64 = 300;
@@ -111,7 +111,7 @@ pub fn new_jti() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::introspection::keyfile::tests::fixture;
+    use crate::token::introspect::keyfile::tests::fixture;
     use jsonwebtoken::{DecodingKey, Validation};
 
     fn signer(reuse: bool) -> (AssertionSigner, KeyFile) {

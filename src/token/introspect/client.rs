@@ -13,12 +13,14 @@ use awc::http::StatusCode;
 use base64::Engine;
 use serde_json::Value;
 
+use super::Introspect;
 use super::assertion::AssertionSigner;
 use super::keyfile::KeyFile;
-use super::{IdpError, Introspect, Introspection};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ClientAuthConfig, IdpConfig, Secret, SecretSource, read_secret_file};
+use crate::config::{ClientAuthConfig, IdpConfig, SecretSource};
 use crate::metrics::Metrics;
+use crate::secret::{Secret, read_secret_file};
+use crate::token::{IdpError, Introspection};
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 

@@ -1,0 +1,623 @@
+//! `TokenInfo`: what the policy and the identity headers need from one verified token, in the compact form the
+//! caches hold, and the header mapping (`[headers]`) that names its values.
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::introspection::Introspection;
+use super::roles::RoleScope;
+
+/// Where an upstream identity header takes its value from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimSource {
+    /// The first of these claims that is present.
+    Claims(Vec<String>),
+    /// Role names from ZITADEL's project-roles claims.
+    Roles,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRule {
+    pub name: actix_web::http::header::HeaderName,
+    pub source: ClaimSource,
+}
+
+/// The pseudo-claim naming ZITADEL's role claims in `[headers]`.
+pub const ROLES_PSEUDO_CLAIM: &str = "tokengate:roles";
+
+pub const DEFAULT_HEADERS: &[(&str, &str)] = &[
+    ("X-Auth-Request-User", "sub"),
+    ("X-Auth-Request-Preferred-Username", "preferred_username|username"),
+    ("X-Auth-Request-Email", "email"),
+    ("X-Auth-Request-Client-Id", "client_id"),
+    ("X-Auth-Request-Scopes", "scope"),
+    ("X-Auth-Request-Roles", ROLES_PSEUDO_CLAIM),
+    ("X-Auth-Request-Org-Id", "urn:zitadel:iam:user:resourceowner:id"),
+];
+
+/// What a piece of `TokenInfo::text` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Audience,
+    Scope,
+    Role,
+    /// `sub`, `client_id` and the user's organisation, for the decision log.
+    Subject,
+    ClientId,
+    OrgId,
+    /// The value of the identity header at this index of the header mapping.
+    Header(u8),
+}
+
+impl Kind {
+    fn code(self) -> [u8; 2] {
+        match self {
+            Kind::Audience => [0, 0],
+            Kind::Scope => [1, 0],
+            Kind::Role => [2, 0],
+            Kind::Subject => [3, 0],
+            Kind::ClientId => [4, 0],
+            Kind::OrgId => [5, 0],
+            Kind::Header(i) => [6, i],
+        }
+    }
+
+    fn from_code(code: [u8; 2]) -> Option<Kind> {
+        Some(match code {
+            [0, 0] => Kind::Audience,
+            [1, 0] => Kind::Scope,
+            [2, 0] => Kind::Role,
+            [3, 0] => Kind::Subject,
+            [4, 0] => Kind::ClientId,
+            [5, 0] => Kind::OrgId,
+            [6, i] => Kind::Header(i),
+            _ => return None,
+        })
+    }
+}
+
+/// The claim holding the user's organisation in ZITADEL's answers.
+const ORG_ID_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
+
+/// Why bytes are not an encoded `TokenInfo` (see `TokenInfo::encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the encoded token info is truncated")]
+    Truncated,
+    #[error("the encoded token info has an unknown version")]
+    Version,
+    #[error("the encoded token info is malformed")]
+    Malformed,
+}
+
+/// Four bytes: the cache holds one per string per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    kind: Kind,
+    /// Where the piece ends in `text`; it starts where the previous one ended.
+    end: u16,
+}
+
+/// What the policy and the header mapping need from one introspection, computed once and kept in the cache. The
+/// policy is evaluated again on every hit, so per-route requirements always see the token's real grants.
+///
+/// Compact on purpose (the cache holds 100 000 of these): every string lives back to back in one shared buffer,
+/// and header values are handed out as slices of it, so a hit copies nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    pub active: bool,
+    pub exp: Option<u64>,
+    text: actix_web::web::Bytes,
+    pieces: Box<[Piece]>,
+    /// Claims left out because their value could not be a header (control characters, CR/LF).
+    pub rejected_headers: u32,
+}
+
+/// Collects the pieces. Its `text` goes through `into_boxed_slice` before becoming `Bytes`: a Vec's spare
+/// capacity would otherwise stay allocated in every cached entry.
+#[derive(Default)]
+struct Builder {
+    text: Vec<u8>,
+    pieces: Vec<Piece>,
+}
+
+impl Builder {
+    /// False when the text would pass 64 KiB (the whole response is 64 KiB at most by default): the string is
+    /// then left out, which can only take a grant or a header away, never add one.
+    fn push(&mut self, kind: Kind, s: &str) -> bool {
+        let Ok(end) = u16::try_from(self.text.len() + s.len()) else {
+            return false;
+        };
+        self.text.extend_from_slice(s.as_bytes());
+        self.pieces.push(Piece { kind, end });
+        true
+    }
+}
+
+impl TokenInfo {
+    pub fn inactive() -> TokenInfo {
+        TokenInfo {
+            active: false,
+            exp: None,
+            text: actix_web::web::Bytes::new(),
+            pieces: Box::new([]),
+            rejected_headers: 0,
+        }
+    }
+
+    /// A grant without identity headers (tests, tools).
+    pub fn new(active: bool, exp: Option<u64>, audience: &[&str], scopes: &[&str], roles: &[&str]) -> TokenInfo {
+        let mut b = Builder::default();
+        for (kind, list) in [(Kind::Audience, audience), (Kind::Scope, scopes), (Kind::Role, roles)] {
+            for item in list {
+                b.push(kind, item);
+            }
+        }
+        TokenInfo {
+            active,
+            exp,
+            text: b.text.into_boxed_slice().into(),
+            pieces: b.pieces.into_boxed_slice(),
+            rejected_headers: 0,
+        }
+    }
+
+    pub fn from_introspection(i: &Introspection, mapping: &[HeaderRule], scope: &RoleScope) -> TokenInfo {
+        if !i.active {
+            return TokenInfo::inactive();
+        }
+        let roles = i.roles(scope);
+        let mut b = Builder::default();
+        for a in &i.aud {
+            b.push(Kind::Audience, a);
+        }
+        for scope in i.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+            b.push(Kind::Scope, scope);
+        }
+        for r in &roles {
+            b.push(Kind::Role, r);
+        }
+        for (kind, claim) in [
+            (Kind::Subject, "sub"),
+            (Kind::ClientId, "client_id"),
+            (Kind::OrgId, ORG_ID_CLAIM),
+        ] {
+            // Only short, clean text: these go into log lines.
+            if let Some(Value::String(v)) = i.claims.get(claim)
+                && v.len() <= 256
+                && header_value(v).is_some()
+            {
+                b.push(kind, v);
+            }
+        }
+        let mut rejected = 0;
+        for (index, rule) in mapping.iter().enumerate().take(usize::from(u8::MAX)) {
+            let text = match &rule.source {
+                ClaimSource::Roles => list_text(roles.iter().map(String::as_str), ",", &mut rejected),
+                ClaimSource::Claims(names) => names
+                    .iter()
+                    .find_map(|n| Some((n, i.claims.get(n)?)))
+                    .and_then(|(name, v)| claim_text(name, v, &mut rejected)),
+            };
+            let Some(text) = text else { continue };
+            if header_value(&text).is_none() || !b.push(Kind::Header(index as u8), &text) {
+                rejected += 1;
+            }
+        }
+        TokenInfo {
+            active: true,
+            exp: i.exp,
+            text: b.text.into_boxed_slice().into(),
+            pieces: b.pieces.into_boxed_slice(),
+            rejected_headers: rejected,
+        }
+    }
+
+    fn pieces(&self) -> impl Iterator<Item = (Kind, std::ops::Range<usize>)> + '_ {
+        let mut start = 0usize;
+        self.pieces.iter().map(move |p| {
+            let range = start..p.end as usize;
+            start = p.end as usize;
+            (p.kind, range)
+        })
+    }
+
+    fn strings(&self, kind: Kind) -> impl Iterator<Item = &str> + '_ {
+        self.pieces()
+            .filter(move |(k, _)| *k == kind)
+            .filter_map(|(_, r)| self.text.get(r).and_then(|b| std::str::from_utf8(b).ok()))
+    }
+
+    pub fn audience(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings(Kind::Audience)
+    }
+
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings(Kind::Scope)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings(Kind::Role)
+    }
+
+    /// The token's `sub`, when it had a clean one.
+    pub fn subject(&self) -> Option<&str> {
+        self.strings(Kind::Subject).next()
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        self.strings(Kind::ClientId).next()
+    }
+
+    /// The user's organisation (`urn:zitadel:iam:user:resourceowner:id`).
+    pub fn org_id(&self) -> Option<&str> {
+        self.strings(Kind::OrgId).next()
+    }
+
+    /// A self-contained byte form, for a cache tier outside the process. Header pieces refer to the header mapping
+    /// by index: every reader must use the same `[headers]` (see `mapping_fingerprint`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + self.pieces.len() * 4 + self.text.len());
+        out.push(ENCODING_VERSION);
+        out.push(u8::from(self.active));
+        out.extend_from_slice(&self.exp.unwrap_or(u64::MAX).to_le_bytes());
+        out.extend_from_slice(&self.rejected_headers.to_le_bytes());
+        out.extend_from_slice(&(self.pieces.len() as u32).to_le_bytes());
+        for p in self.pieces.iter() {
+            out.extend_from_slice(&p.kind.code());
+            out.extend_from_slice(&p.end.to_le_bytes());
+        }
+        out.extend_from_slice(&self.text);
+        out
+    }
+
+    /// The inverse of `encode`; refuses anything it did not write (never panics on input).
+    pub fn decode(bytes: &[u8]) -> Result<TokenInfo, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.take::<1>()? != [ENCODING_VERSION] {
+            return Err(DecodeError::Version);
+        }
+        let active = match r.take::<1>()? {
+            [0] => false,
+            [1] => true,
+            _ => return Err(DecodeError::Malformed),
+        };
+        let exp = match u64::from_le_bytes(r.take::<8>()?) {
+            u64::MAX => None,
+            e => Some(e),
+        };
+        let rejected_headers = u32::from_le_bytes(r.take::<4>()?);
+        let count = u32::from_le_bytes(r.take::<4>()?) as usize;
+        if count > r.0.len() / 4 {
+            return Err(DecodeError::Truncated);
+        }
+        let mut pieces = Vec::with_capacity(count);
+        let mut last = 0u16;
+        for _ in 0..count {
+            let kind = Kind::from_code(r.take::<2>()?).ok_or(DecodeError::Malformed)?;
+            let end = u16::from_le_bytes(r.take::<2>()?);
+            if end < last {
+                return Err(DecodeError::Malformed);
+            }
+            last = end;
+            pieces.push(Piece { kind, end });
+        }
+        let text = r.0;
+        if usize::from(last) != text.len() {
+            return Err(DecodeError::Malformed);
+        }
+        let info = TokenInfo {
+            active,
+            exp,
+            text: text.to_vec().into_boxed_slice().into(),
+            pieces: pieces.into_boxed_slice(),
+            rejected_headers,
+        };
+        // Every piece must be text, as `from_introspection` made it.
+        if info
+            .pieces()
+            .any(|(_, range)| info.text.get(range).is_none_or(|b| std::str::from_utf8(b).is_err()))
+        {
+            return Err(DecodeError::Malformed);
+        }
+        Ok(info)
+    }
+
+    /// The identity headers, named by the mapping this info was built with; values share the info's buffer.
+    pub fn headers<'a>(
+        &'a self,
+        mapping: &'a [HeaderRule],
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+        self.pieces().filter_map(move |(kind, range)| {
+            let Kind::Header(index) = kind else { return None };
+            let name = &mapping.get(usize::from(index))?.name;
+            // Checked when built; re-checked (cheaply) rather than trusted, so nothing unchecked reaches a header.
+            let value = HeaderValue::from_maybe_shared(self.text.slice(range)).ok()?;
+            Some((name, value))
+        })
+    }
+}
+
+const ENCODING_VERSION: u8 = 1;
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let (head, rest) = self.0.split_first_chunk::<N>().ok_or(DecodeError::Truncated)?;
+        self.0 = rest;
+        Ok(*head)
+    }
+}
+
+/// Identifies a header mapping and role scope: two processes whose fingerprints differ must not share encoded
+/// `TokenInfo`s (a header index would name another header, a role another project's).
+pub fn mapping_fingerprint(mapping: &[HeaderRule], roles: &RoleScope) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for rule in mapping {
+        h.update(rule.name.as_str().as_bytes());
+        h.update([0]);
+        match &rule.source {
+            ClaimSource::Roles => h.update(b"\x01roles"),
+            ClaimSource::Claims(names) => {
+                for n in names {
+                    h.update(n.as_bytes());
+                    h.update([0]);
+                }
+            }
+        }
+        h.update([0xff]);
+    }
+    h.update(format!("{:?}", roles).as_bytes());
+    h.finalize().into()
+}
+
+/// A list header's value: items that hold a separator (`,`) or whitespace would be split differently by the
+/// application, so they are left out (and counted); decisions still use the exact values.
+fn list_text<'a>(items: impl Iterator<Item = &'a str>, separator: &str, rejected: &mut u32) -> Option<String> {
+    let mut kept: Vec<&str> = Vec::new();
+    for item in items {
+        if item.is_empty() || item.contains(',') || item.chars().any(char::is_whitespace) {
+            *rejected += 1;
+        } else {
+            kept.push(item);
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(separator))
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Object(_) | Value::Array(_) => None,
+    }
+}
+
+/// A claim as header text: strings as they are, numbers and booleans printed, arrays as a comma list, and
+/// `scope` (RFC 7662: space-separated) as a space list.
+fn claim_text(name: &str, v: &Value, rejected: &mut u32) -> Option<String> {
+    match v {
+        Value::String(s) if name == "scope" => list_text(s.split(' ').filter(|s| !s.is_empty()), " ", rejected),
+        Value::Array(items) => {
+            let texts: Vec<String> = items.iter().filter_map(scalar_text).collect();
+            list_text(texts.iter().map(String::as_str), ",", rejected)
+        }
+        other => scalar_text(other),
+    }
+}
+
+/// Only values every HTTP parser reads the same way: no control characters (so no CR/LF, tab, NEL), no Unicode
+/// line or paragraph separators, and no leading or trailing whitespace (parsers trim it, so `" admin "` would
+/// arrive as `admin`). UTF-8 text passes as raw bytes, as other auth proxies send names with accents.
+pub fn header_value(text: &str) -> Option<HeaderValue> {
+    if text.is_empty()
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+        || text
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return None;
+    }
+    HeaderValue::from_bytes(text.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn default_mapping() -> Vec<HeaderRule> {
+        DEFAULT_HEADERS
+            .iter()
+            .map(|(n, s)| HeaderRule {
+                name: HeaderName::try_from(*n).unwrap(),
+                source: if *s == ROLES_PSEUDO_CLAIM {
+                    ClaimSource::Roles
+                } else {
+                    ClaimSource::Claims(s.split('|').map(str::to_string).collect())
+                },
+            })
+            .collect()
+    }
+
+    fn parse(v: Value) -> Introspection {
+        Introspection::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn zitadel_response_becomes_token_info() {
+        let i = parse(json!({
+            "active": true, "scope": "openid profile read", "client_id": "app@proj", "exp": 2000,
+            "aud": ["123", "456"], "sub": "user-1", "username": "jane", "email": "jane@example.com",
+            "urn:zitadel:iam:org:project:roles": {"admin": {"org1": "org.example.com"}},
+            "urn:zitadel:iam:org:project:999:roles": {"viewer": {"org1": "x"}, "admin": {"org1": "x"}},
+            "urn:zitadel:iam:org:project:999:other": {"nope": {}},
+            "urn:zitadel:iam:user:resourceowner:id": "org1"
+        }));
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        assert_eq!(
+            t.roles().collect::<Vec<_>>(),
+            vec!["admin"],
+            "without a pinned project only the generic claim counts"
+        );
+        assert_eq!(t.scopes().count(), 3);
+        assert_eq!(t.audience().collect::<Vec<_>>(), vec!["123", "456"]);
+        let h = |name: &str| {
+            t.headers(&mapping)
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(h("x-auth-request-user").as_deref(), Some("user-1"));
+        assert_eq!(
+            h("x-auth-request-preferred-username").as_deref(),
+            Some("jane"),
+            "falls back to username"
+        );
+        assert_eq!(h("x-auth-request-roles").as_deref(), Some("admin"));
+        assert_eq!(h("x-auth-request-scopes").as_deref(), Some("openid profile read"));
+        assert_eq!(h("x-auth-request-org-id").as_deref(), Some("org1"));
+        assert_eq!(h("x-auth-request-client-id").as_deref(), Some("app@proj"));
+    }
+
+    #[test]
+    fn missing_claims_omit_headers_and_bad_values_are_counted() {
+        let i = parse(
+            json!({"active": true, "sub": "a\r\nX-Injected: 1", "email": "e@x\u{7f}", "preferred_username": "Jos\u{e9}"}),
+        );
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        let headers: Vec<(&HeaderName, HeaderValue)> = t.headers(&mapping).collect();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].0.as_str(), "x-auth-request-preferred-username");
+        assert_eq!(t.rejected_headers, 2);
+        assert_eq!(headers[0].1.as_bytes(), "Jos\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn text_past_64_kib_is_left_out_not_wrapped() {
+        let huge = "x".repeat(70_000);
+        let i = parse(json!({"active": true, "sub": "s", "email": huge, "scope": "read"}));
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        assert_eq!(t.rejected_headers, 1);
+        assert!(t.headers(&mapping).all(|(n, _)| n.as_str() != "x-auth-request-email"));
+        assert_eq!(t.scopes().collect::<Vec<_>>(), vec!["read"]);
+        assert_eq!(
+            t.headers(&mapping)
+                .find(|(n, _)| n.as_str() == "x-auth-request-user")
+                .map(|(_, v)| v),
+            Some(HeaderValue::from_static("s"))
+        );
+    }
+
+    #[test]
+    fn header_sanitising() {
+        assert!(header_value("plain value").is_some());
+        assert!(header_value("").is_none());
+        for bad in [
+            "a\rb",
+            "a\nb",
+            "a\tb",
+            "a\0b",
+            "a\u{1b}b",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            " admin",
+            "admin ",
+            " admin ",
+            "admin\u{a0}",
+        ] {
+            assert!(header_value(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_and_refuses_what_it_did_not_write() {
+        let i = parse(json!({
+            "active": true, "scope": "openid read", "client_id": "app", "exp": 2000, "aud": ["1", "2"],
+            "sub": "user-1", "email": "e@x", "urn:zitadel:iam:org:project:roles": {"admin": {"1": "x"}},
+            "urn:zitadel:iam:user:resourceowner:id": "org-9"
+        }));
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        assert_eq!(
+            (t.subject(), t.client_id(), t.org_id()),
+            (Some("user-1"), Some("app"), Some("org-9"))
+        );
+        let bytes = t.encode();
+        assert_eq!(TokenInfo::decode(&bytes), Ok(t.clone()));
+        assert_eq!(
+            TokenInfo::decode(&TokenInfo::inactive().encode()),
+            Ok(TokenInfo::inactive())
+        );
+        for cut in 0..bytes.len() {
+            assert!(TokenInfo::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(b'x');
+        assert!(TokenInfo::decode(&longer).is_err());
+        let mut version = bytes.clone();
+        version[0] = 9;
+        assert_eq!(TokenInfo::decode(&version), Err(DecodeError::Version));
+        let mut active = bytes.clone();
+        active[1] = 7;
+        assert_eq!(TokenInfo::decode(&active), Err(DecodeError::Malformed));
+        assert!(TokenInfo::decode(&[]).is_err());
+        let other = mapping_fingerprint(&mapping[1..], &RoleScope::default());
+        assert_ne!(mapping_fingerprint(&mapping, &RoleScope::default()), other);
+        let pinned = RoleScope {
+            project_id: Some("1".into()),
+            org_id: None,
+        };
+        assert_ne!(
+            mapping_fingerprint(&mapping, &RoleScope::default()),
+            mapping_fingerprint(&mapping, &pinned)
+        );
+    }
+
+    #[test]
+    fn inactive_carries_nothing() {
+        let i = parse(json!({"active": false}));
+        assert_eq!(
+            TokenInfo::from_introspection(&i, &default_mapping(), &RoleScope::default()),
+            TokenInfo::inactive()
+        );
+    }
+
+    #[test]
+    fn list_headers_leave_out_values_an_application_would_split() {
+        let i = parse(json!({
+            "active": true,
+            "scope": "openid  read\tx write,all",
+            "urn:zitadel:iam:org:project:roles": {"viewer,admin": {}, "ops": {}, "a b": {}},
+            "amr": ["pwd", "m,fa", "otp"],
+            "sub": " admin ",
+        }));
+        let mut mapping = default_mapping();
+        mapping.push(HeaderRule {
+            name: HeaderName::from_static("x-amr"),
+            source: ClaimSource::Claims(vec!["amr".into()]),
+        });
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        let h = |name: &str| {
+            t.headers(&mapping)
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(h("x-auth-request-roles").as_deref(), Some("ops"));
+        assert_eq!(h("x-auth-request-scopes").as_deref(), Some("openid"));
+        assert_eq!(h("x-amr").as_deref(), Some("pwd,otp"));
+        assert_eq!(h("x-auth-request-user"), None, "padded values are left out");
+        assert_eq!(t.rejected_headers, 2 + 2 + 1 + 1);
+        assert!(
+            t.roles().any(|r| r == "viewer,admin"),
+            "decisions still see the exact role"
+        );
+    }
+}

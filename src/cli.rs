@@ -199,6 +199,8 @@ fn check(file: Option<PathBuf>) -> ExitCode {
                     c.cache.max_entries, c.cache.ttl, c.cache.negative_ttl, c.cache.refresh_ahead, c.cache.stale_if_error
                 );
                 println!("  rules:                  {}", c.policy.rules.len());
+                println!("  roles that count:       {}", c.policy.roles.describe());
+                println!("  proxy:                  {} (strict paths {})", c.server.proxy.label(), c.policy.strict_paths);
                 ExitCode::SUCCESS
             }
             Ok(_) => fail(EXIT_PROTOCOL, "the identity provider calls a random token active: refusing to trust it"),
@@ -248,7 +250,7 @@ fn introspect(file: Option<PathBuf>) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&serde_json::Value::Object(shown)).unwrap_or_default()
         );
-        let info = TokenInfo::from_introspection(&i, &config.headers);
+        let info = TokenInfo::from_introspection(&i, &config.headers, &config.policy.roles);
         match decide(&info, &config.policy.global, SystemClock.now_secs()) {
             Decision::Allow => {
                 println!("decision: allow (200) under the global policy; headers:");

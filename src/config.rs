@@ -93,6 +93,41 @@ pub struct ServerConfig {
     pub workers: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub shutdown_timeout: Duration,
+    pub proxy: ProxyMode,
+}
+
+/// Which proxy sends the checks (`server.proxy`): which headers describe the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Read every known source; all present must agree.
+    Auto,
+    Nginx,
+    IngressNginx,
+    Envoy,
+    Traefik,
+    Caddy,
+}
+
+impl ProxyMode {
+    pub const ALL: [ProxyMode; 6] = [
+        ProxyMode::Auto,
+        ProxyMode::Nginx,
+        ProxyMode::IngressNginx,
+        ProxyMode::Envoy,
+        ProxyMode::Traefik,
+        ProxyMode::Caddy,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProxyMode::Auto => "auto",
+            ProxyMode::Nginx => "nginx",
+            ProxyMode::IngressNginx => "ingress-nginx",
+            ProxyMode::Envoy => "envoy",
+            ProxyMode::Traefik => "traefik",
+            ProxyMode::Caddy => "caddy",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +178,10 @@ pub struct PolicyConfig {
     pub global: Requirements,
     pub deny_unmatched: bool,
     pub rules: Vec<Rule>,
+    /// `policy.strict_paths`: refuse paths servers could read differently instead of repairing them.
+    pub strict_paths: bool,
+    /// Which role claims count (`policy.project_id`, `policy.org_id`).
+    pub roles: crate::introspection::RoleScope,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +264,7 @@ struct RawServer {
     workers: Option<String>,
     metrics_listen: Option<String>,
     shutdown_timeout: Option<String>,
+    proxy: Option<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -255,6 +295,10 @@ struct RawPolicy {
     required_scopes: Vec<String>,
     required_roles: Vec<String>,
     deny_unmatched: Option<String>,
+    strict_paths: Option<String>,
+    case_sensitive_paths: Option<String>,
+    project_id: Option<String>,
+    org_id: Option<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -392,13 +436,16 @@ impl Collector {
         }
     }
     fn boolean(&mut self, key: &str, raw: Option<&str>) -> bool {
+        self.boolean_or(key, raw, false)
+    }
+    fn boolean_or(&mut self, key: &str, raw: Option<&str>, default: bool) -> bool {
         match raw.map(|s| s.trim().to_ascii_lowercase()) {
-            None => false,
+            None => default,
             Some(s) if s == "true" => true,
             Some(s) if s == "false" => false,
             Some(s) => {
                 self.err(key, format!("{s:?} is not true or false"));
-                false
+                default
             }
         }
     }
@@ -469,6 +516,16 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         raw.server.shutdown_timeout.as_deref(),
         Duration::from_secs(10),
     );
+    let proxy = match non_empty(raw.server.proxy).map(|s| s.to_ascii_lowercase()) {
+        None => ProxyMode::Auto,
+        Some(p) => ProxyMode::ALL.into_iter().find(|m| m.label() == p).unwrap_or_else(|| {
+            c.err(
+                "server.proxy",
+                format!("{p:?} is not one of auto, nginx, ingress-nginx, envoy, traefik, caddy"),
+            );
+            ProxyMode::Auto
+        }),
+    };
 
     let issuer = match non_empty(raw.idp.issuer) {
         Some(s) => c.url("idp.issuer", &s).map(|_| s),
@@ -581,9 +638,28 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         clean_list(raw.policy.required_roles),
     );
     let deny_unmatched = c.boolean("policy.deny_unmatched", raw.policy.deny_unmatched.as_deref());
+    let strict_paths = c.boolean_or("policy.strict_paths", raw.policy.strict_paths.as_deref(), true);
+    let case_sensitive_paths = c.boolean(
+        "policy.case_sensitive_paths",
+        raw.policy.case_sensitive_paths.as_deref(),
+    );
+    let mut id = |key: &str, raw: Option<String>| {
+        let v = non_empty(raw)?;
+        // ZITADEL ids are decimal; anything else would never match a claim and silently drop every role.
+        if v.bytes().all(|b| b.is_ascii_digit()) {
+            Some(v)
+        } else {
+            c.err(key, format!("{v:?} is not a ZITADEL id (digits only)"));
+            None
+        }
+    };
+    let roles = crate::introspection::RoleScope {
+        project_id: id("policy.project_id", raw.policy.project_id),
+        org_id: id("policy.org_id", raw.policy.org_id),
+    };
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
-        if let Some(rule) = validate_rule(&mut c, i, r) {
+        if let Some(rule) = validate_rule(&mut c, i, r, case_sensitive_paths) {
             rules.push(rule);
         }
     }
@@ -639,6 +715,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             workers,
             metrics_listen,
             shutdown_timeout,
+            proxy,
         },
         idp: IdpConfig {
             issuer,
@@ -655,6 +732,8 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             global,
             deny_unmatched,
             rules,
+            strict_paths,
+            roles,
         },
         cache: CacheConfig {
             max_entries,
@@ -669,7 +748,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     })
 }
 
-fn validate_rule(c: &mut Collector, index: usize, r: RawRule) -> Option<Rule> {
+fn validate_rule(c: &mut Collector, index: usize, r: RawRule, case_sensitive_paths: bool) -> Option<Rule> {
     let name = non_empty(r.name).unwrap_or_else(|| format!("#{}", index + 1));
     let key = format!("rules[{index}] ({name})");
     let mut names: Vec<&String> = r.extra.keys().collect();
@@ -697,6 +776,7 @@ fn validate_rule(c: &mut Collector, index: usize, r: RawRule) -> Option<Rule> {
         &clean_list(r.methods),
         &clean_list(r.paths),
         action,
+        case_sensitive_paths,
     ) {
         Ok(rule) => Some(rule),
         Err(e) => {

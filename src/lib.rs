@@ -11,5 +11,6 @@ pub mod http;
 pub mod introspection;
 pub mod logging;
 pub mod metrics;
+pub mod original;
 pub mod policy;
 pub mod startup;

@@ -4,6 +4,7 @@
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::introspection::TokenInfo;
+pub use crate::original::OriginalRequest;
 
 /// What a token must carry. Every group must be satisfied; an empty value requires nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,19 +117,6 @@ pub fn decide(info: &TokenInfo, req: &Requirements, now_secs: u64) -> Decision {
     Decision::Allow
 }
 
-/// The request the proxy is asking about, rebuilt from the check request (see `http::original`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginalRequest {
-    /// Upper case.
-    pub method: String,
-    /// Lower case, without port.
-    pub host: Option<String>,
-    /// Percent-decoded, dot segments resolved, no query.
-    pub path: String,
-    /// The raw path needed repairs (`..`, encoded slashes, backslashes): anonymous rules never match it.
-    pub suspicious: bool,
-}
-
 #[derive(Debug, Clone)]
 pub enum RuleAction {
     Anonymous,
@@ -156,24 +144,44 @@ pub struct Rule {
     pub action: RuleAction,
 }
 
-fn glob_set(field: &'static str, globs: &[String], path_like: bool) -> Result<Option<GlobSet>, RuleError> {
+/// How a glob compares text.
+#[derive(Clone, Copy)]
+enum GlobKind {
+    /// Hosts: case-insensitive, no separators.
+    Host,
+    /// Paths: `*` stays within one segment, `**` crosses them, `/area/**` also covers `/area` itself.
+    Path { case_insensitive: bool },
+}
+
+fn glob_set(field: &'static str, globs: &[String], kind: GlobKind) -> Result<Option<GlobSet>, RuleError> {
     if globs.is_empty() {
         return Ok(None);
     }
     let mut set = GlobSetBuilder::new();
     for g in globs {
-        let built = if path_like {
-            // `*` stays within one path segment; `**` crosses them.
-            GlobBuilder::new(g).literal_separator(true).build()
-        } else {
-            GlobBuilder::new(&g.to_ascii_lowercase()).case_insensitive(true).build()
-        };
-        let glob: Glob = built.map_err(|e| RuleError::Glob {
-            field,
-            glob: g.clone(),
-            reason: e.kind().to_string(),
-        })?;
-        set.add(glob);
+        let mut texts = vec![g.as_str()];
+        if let GlobKind::Path { .. } = kind
+            && let Some(root) = g.strip_suffix("/**").filter(|r| !r.is_empty())
+        {
+            texts.push(root);
+        }
+        for text in texts {
+            let built = match kind {
+                GlobKind::Path { case_insensitive } => GlobBuilder::new(text)
+                    .literal_separator(true)
+                    .case_insensitive(case_insensitive)
+                    .build(),
+                GlobKind::Host => GlobBuilder::new(&text.to_ascii_lowercase())
+                    .case_insensitive(true)
+                    .build(),
+            };
+            let glob: Glob = built.map_err(|e| RuleError::Glob {
+                field,
+                glob: g.clone(),
+                reason: e.kind().to_string(),
+            })?;
+            set.add(glob);
+        }
     }
     set.build().map(Some).map_err(|e| RuleError::Glob {
         field,
@@ -189,6 +197,7 @@ impl Rule {
         methods: &[String],
         paths: &[String],
         action: RuleAction,
+        case_sensitive_paths: bool,
     ) -> Result<Rule, RuleError> {
         let methods = methods
             .iter()
@@ -201,32 +210,56 @@ impl Rule {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A grant without a token must match exactly; a rule that requires something matches every reading the
+        // application might use, so that no reading escapes it.
+        let anonymous = matches!(action, RuleAction::Anonymous);
         Ok(Rule {
             name,
-            hosts: glob_set("hosts", hosts, false)?,
+            hosts: glob_set("hosts", hosts, GlobKind::Host)?,
             methods,
-            paths: glob_set("paths", paths, true)?,
+            paths: glob_set(
+                "paths",
+                paths,
+                GlobKind::Path {
+                    case_insensitive: !anonymous && !case_sensitive_paths,
+                },
+            )?,
             action,
         })
     }
 
     pub fn matches(&self, req: &OriginalRequest) -> bool {
-        if matches!(self.action, RuleAction::Anonymous) && req.suspicious {
+        let anonymous = matches!(self.action, RuleAction::Anonymous);
+        if anonymous && req.suspicious {
             return false;
         }
-        if !self.methods.is_empty() && !self.methods.contains(&req.method) {
-            return false;
+        if !self.methods.is_empty() {
+            let method_ok = if anonymous {
+                self.methods.contains(&req.method)
+            } else {
+                self.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method))
+            };
+            if !method_ok {
+                return false;
+            }
         }
         if let Some(hosts) = &self.hosts {
             match &req.host {
                 Some(h) if hosts.is_match(h) => {}
+                // An unknown host could be any host: only rules that require something assume it is theirs.
+                None if !anonymous => {}
                 _ => return false,
             }
         }
-        if let Some(paths) = &self.paths
-            && !paths.is_match(&req.path)
-        {
-            return false;
+        if let Some(paths) = &self.paths {
+            let matched = if anonymous {
+                paths.is_match(&req.path)
+            } else {
+                req.path_readings().any(|p| paths.is_match(p))
+            };
+            if !matched {
+                return false;
+            }
         }
         true
     }
@@ -469,6 +502,7 @@ mod tests {
             method: method.into(),
             host: host.map(Into::into),
             path: path.into(),
+            nfkc_path: None,
             suspicious,
         }
     }
@@ -484,6 +518,7 @@ mod tests {
                     &s(&["GET"]),
                     &s(&["/public/**"]),
                     RuleAction::Anonymous,
+                    false,
                 )
                 .unwrap(),
                 Rule::new(
@@ -492,6 +527,7 @@ mod tests {
                     &[],
                     &s(&["/api/admin/**"]),
                     RuleAction::Require(req(&[], &[], &["admin"])),
+                    false,
                 )
                 .unwrap(),
                 Rule::new(
@@ -500,6 +536,7 @@ mod tests {
                     &[],
                     &s(&["/files/*"]),
                     RuleAction::Require(req(&[], &["files"], &[])),
+                    false,
                 )
                 .unwrap(),
             ],
@@ -545,9 +582,12 @@ mod tests {
         assert!(
             matches!(
                 p.select(&orig("GET", None, "/api/admin/users", false)),
-                Selection::Require { rule: None, .. }
+                Selection::Require {
+                    rule: Some("admin"),
+                    ..
+                }
             ),
-            "unknown host never matches a host rule"
+            "an unknown host could be any host: a rule that requires something applies"
         );
         assert!(matches!(
             p.select(&orig("GET", None, "/files/a", false)),
@@ -573,8 +613,65 @@ mod tests {
 
     #[test]
     fn bad_globs_and_methods_are_refused() {
-        assert!(Rule::new("x".into(), &[], &[], &["/a/[b".into()], RuleAction::Anonymous).is_err());
-        assert!(Rule::new("x".into(), &[], &["G E T".into()], &[], RuleAction::Anonymous).is_err());
+        assert!(Rule::new("x".into(), &[], &[], &["/a/[b".into()], RuleAction::Anonymous, false).is_err());
+        assert!(Rule::new("x".into(), &[], &["G E T".into()], &[], RuleAction::Anonymous, false).is_err());
+    }
+
+    /// The glob semantics the README documents: `*` within a segment, `**` across, `/area/**` covers `/area`,
+    /// rules that require something ignore case and trailing slashes and see NFKC, anonymous rules match exactly.
+    #[test]
+    fn glob_semantics_table() {
+        let require = |glob: &str, ci_off: bool| {
+            Rule::new(
+                "r".into(),
+                &[],
+                &[],
+                &[glob.to_string()],
+                RuleAction::Require(Requirements::default()),
+                ci_off,
+            )
+            .unwrap()
+        };
+        let anonymous =
+            |glob: &str| Rule::new("a".into(), &[], &[], &[glob.to_string()], RuleAction::Anonymous, false).unwrap();
+        let at = |path: &str| crate::original::original_request("GET", None, path, true).unwrap();
+        let cases: &[(&str, &str, bool, bool)] = &[
+            // (glob, path, a rule that requires something matches, an anonymous rule matches)
+            ("/admin/**", "/admin/x", true, true),
+            ("/admin/**", "/admin/x/y", true, true),
+            ("/admin/**", "/admin/", true, true),
+            ("/admin/**", "/admin", true, true),
+            ("/admin/**", "/administrator", false, false),
+            ("/admin/**", "/ADMIN/x", true, false),
+            ("/admin/**", "/Admin", true, false),
+            ("/admin/**", "/%EF%BD%81dmin/x", true, false),
+            ("/admin/*", "/admin/x", true, true),
+            ("/admin/*", "/admin/x/y", false, false),
+            ("/admin", "/admin/", true, false),
+            ("/admin", "/ADMIN/", true, false),
+            ("/api/*/users", "/api/v1/users", true, true),
+            ("/api/**/users", "/api/v1/v2/users", true, true),
+            ("/api/**/users", "/api/users", true, true),
+            ("/public/**", "/PUBLIC/x", true, false),
+            ("*.css", "/x.css", false, false),
+            ("/**/*.css", "/a/b/x.css", true, true),
+        ];
+        for (glob, path, req_match, anon_match) in cases {
+            let r = at(path);
+            assert_eq!(require(glob, false).matches(&r), *req_match, "require {glob} on {path}");
+            assert_eq!(anonymous(glob).matches(&r), *anon_match, "anonymous {glob} on {path}");
+        }
+        assert!(
+            !require("/admin/**", true).matches(&at("/ADMIN/x")),
+            "policy.case_sensitive_paths turns case-insensitivity off"
+        );
+        let methods = |action| Rule::new("m".into(), &[], &["GET".into()], &[], action, false).unwrap();
+        let lower = OriginalRequest {
+            method: "get".into(),
+            ..at("/")
+        };
+        assert!(methods(RuleAction::Require(Requirements::default())).matches(&lower));
+        assert!(!methods(RuleAction::Anonymous).matches(&lower));
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl Application {
         let (token_cache, worker) = cache::new(CacheParts {
             settings: config.cache.clone(),
             mapping: config.headers.clone(),
+            roles: config.policy.roles.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
@@ -78,6 +79,8 @@ impl Application {
                 rules: config.policy.rules.clone(),
                 deny_unmatched: config.policy.deny_unmatched,
             },
+            proxy: config.server.proxy,
+            strict_paths: config.policy.strict_paths,
             token_sources: config.token.clone(),
             header_mapping: config.headers.clone(),
             metrics,

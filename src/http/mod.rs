@@ -22,6 +22,10 @@ use crate::policy::Policy;
 pub struct AppState {
     pub cache: TokenCache,
     pub policy: Policy,
+    /// `server.proxy`: which headers describe the original request.
+    pub proxy: crate::config::ProxyMode,
+    /// `policy.strict_paths`.
+    pub strict_paths: bool,
     pub token_sources: TokenConfig,
     /// `[headers]`: names for the identity-header values cached in each `TokenInfo`.
     pub header_mapping: Vec<HeaderRule>,

@@ -1,27 +1,65 @@
-//! Rebuilding the request being authorised from what each proxy sends, and normalising its path so that rules
-//! cannot be dodged with `..`, encoded slashes or backslashes. Pure: headers in, `OriginalRequest` out.
+//! Which headers of an HTTP check describe the original request, per proxy (`server.proxy`), and refusing every
+//! check that could be read two ways. The reading itself (firewall, normalisation) is `crate::original`'s.
 //!
 //! Sources, per proxy:
 //! - Envoy (`/verify/{path}`, path_prefix mode): the check's own method, the path after `/verify`, `Host`.
 //! - Traefik, Caddy: `X-Forwarded-Method`, `X-Forwarded-Host`, `X-Forwarded-Uri`.
-//! - nginx: `X-Original-Method`, `X-Original-URI`; ingress-nginx: `X-Original-URL` (a full URL).
+//! - nginx: `X-Original-Method`, `X-Original-URI`, `X-Forwarded-Host`; ingress-nginx: `X-Original-URL` (a full URL).
 //!
-//! No header "wins": the proxy in front passes the client's own headers through, so a client behind Caddy could
-//! send `X-Original-URI` and one behind nginx `X-Forwarded-Uri`. When several sources are present and disagree,
-//! the check is refused (400) instead of trusting either.
+//! No header "wins": proxies pass the client's own headers through, so a client behind Caddy could send
+//! `X-Original-URI` and one behind nginx `X-Forwarded-Uri`. With `server.proxy = "auto"` every present source must
+//! agree; a named proxy reads only its own and refuses checks that carry another's. A check on the Envoy prefix
+//! path that also carries such headers is refused: that is nginx's `proxy_pass …/verify/?role=` slip, where the
+//! operator's query would otherwise be dropped.
 
 use actix_web::http::header::HeaderMap;
 
-use crate::policy::OriginalRequest;
+use crate::config::ProxyMode;
+use crate::original::{OriginalRequest, Refusal, normalize_host, original_request as read};
+
+/// Every header any proxy uses to describe the original request (Host aside).
+const SOURCE_HEADERS: [&str; 5] = [
+    "x-original-uri",
+    "x-original-method",
+    "x-original-url",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OriginalError {
     #[error("conflicting original-request headers: {0}")]
     Conflict(&'static str),
+    #[error("the check uses the /verify/… path and also carries {0}: refusing to choose between them")]
+    Ambiguous(&'static str),
+    #[error("{header} is not sent by {proxy} (server.proxy): refusing to read it")]
+    NotThisProxy { header: &'static str, proxy: &'static str },
     #[error("{0} is not valid")]
     Invalid(&'static str),
-    #[error("no original URI: the proxy must send X-Original-URI (nginx) or X-Forwarded-Uri (Traefik, Caddy)")]
-    NoUri,
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error("no original URI: the proxy must send {0}")]
+    NoUri(&'static str),
+}
+
+impl OriginalError {
+    /// The proxy itself is set up wrongly (no client can cause this): 400. Everything else is a client-influenced
+    /// request that cannot be read one way: 403, which every proxy passes on as a denial.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(self, OriginalError::NoUri(_))
+    }
+
+    /// A machine-readable reason for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OriginalError::Conflict(_) => "conflicting_sources",
+            OriginalError::Ambiguous(_) => "ambiguous_sources",
+            OriginalError::NotThisProxy { .. } => "foreign_source",
+            OriginalError::Invalid(_) => "invalid_source",
+            OriginalError::Refused(r) => r.label(),
+            OriginalError::NoUri(_) => "no_original_uri",
+        }
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, OriginalError> {
@@ -39,131 +77,153 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a s
 }
 
 /// All present values must agree; the first present one is returned.
-fn agree(candidates: &[Option<String>], what: &'static str) -> Result<Option<String>, OriginalError> {
-    let mut found: Option<&String> = None;
-    for c in candidates.iter().flatten() {
-        match found {
-            Some(f) if f != c => return Err(OriginalError::Conflict(what)),
-            _ => found = Some(c),
+fn agree<T: PartialEq>(candidates: Vec<Option<T>>, what: &'static str) -> Result<Option<T>, OriginalError> {
+    let mut found: Option<T> = None;
+    for c in candidates.into_iter().flatten() {
+        match &found {
+            Some(f) if *f != c => return Err(OriginalError::Conflict(what)),
+            Some(_) => {}
+            None => found = Some(c),
         }
     }
-    Ok(found.cloned())
+    Ok(found)
 }
 
-fn host_only(raw: &str) -> String {
-    let raw = raw.trim().to_ascii_lowercase();
-    // `[::1]:8080`, `example.com:443`, `example.com`.
-    if let Some(rest) = raw.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("").to_string();
+/// `http(s)://authority/path?query` split without resolving anything, so the path gets the same firewall as
+/// every other source (a URL parser would quietly resolve `..` and turn `\` into `/`).
+fn split_absolute(url: &str) -> Result<(&str, &str), Refusal> {
+    let lower_scheme = |p: &str| url.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    let rest = if lower_scheme("https://") {
+        url.get(8..)
+    } else if lower_scheme("http://") {
+        url.get(7..)
+    } else {
+        None
     }
-    raw.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(raw.clone(), |(h, _)| h.to_string())
+    .ok_or(Refusal::NotOriginForm)?;
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    if target.starts_with('\\') {
+        return Err(Refusal::Backslash);
+    }
+    Ok((authority, if target.is_empty() { "/" } else { target }))
 }
 
-/// `prefix_path`: on `/verify/{path}` (Envoy), the raw path and query after `/verify`.
+/// Refuses the check if any of `names` is present.
+fn refuse_present(headers: &HeaderMap, names: &[&'static str], proxy: &'static str) -> Result<(), OriginalError> {
+    match names.iter().find(|n| headers.contains_key(**n)) {
+        Some(header) => Err(OriginalError::NotThisProxy { header, proxy }),
+        None => Ok(()),
+    }
+}
+
+/// `prefix`: on `/verify/{path}` (Envoy), the raw path and query after `/verify`.
 pub fn original_request(
+    mode: ProxyMode,
     check_method: &str,
-    prefix_path: Option<&str>,
+    prefix: Option<&str>,
     headers: &HeaderMap,
-    uri_required: bool,
+    strict: bool,
 ) -> Result<OriginalRequest, OriginalError> {
-    if let Some(path) = prefix_path {
-        let (path, suspicious) = normalize_path(path);
-        return Ok(OriginalRequest {
-            method: check_method.to_ascii_uppercase(),
-            host: header(headers, "host")?.map(host_only),
-            path,
-            suspicious,
-        });
+    let host_header = || header(headers, "host");
+    match mode {
+        ProxyMode::Envoy => {
+            refuse_present(headers, &SOURCE_HEADERS, mode.label())?;
+            let target = prefix.ok_or(OriginalError::NoUri(
+                "the original path after /verify (Envoy path_prefix)",
+            ))?;
+            Ok(read(check_method, host_header()?, target, strict)?)
+        }
+        ProxyMode::Auto if prefix.is_some() => {
+            if let Some(h) = SOURCE_HEADERS.iter().find(|n| headers.contains_key(**n)) {
+                return Err(OriginalError::Ambiguous(h));
+            }
+            let target = prefix.unwrap_or("/");
+            Ok(read(check_method, host_header()?, target, strict)?)
+        }
+        _ if prefix.is_some() => Err(OriginalError::NotThisProxy {
+            header: "the /verify/… path",
+            proxy: mode.label(),
+        }),
+        ProxyMode::Nginx => {
+            refuse_present(
+                headers,
+                &["x-forwarded-uri", "x-forwarded-method", "x-original-url"],
+                mode.label(),
+            )?;
+            let uri = header(headers, "x-original-uri")?.ok_or(OriginalError::NoUri("X-Original-URI"))?;
+            let method = header(headers, "x-original-method")?.unwrap_or(check_method);
+            Ok(read(method, header(headers, "x-forwarded-host")?, uri, strict)?)
+        }
+        ProxyMode::Traefik | ProxyMode::Caddy => {
+            refuse_present(
+                headers,
+                &["x-original-uri", "x-original-method", "x-original-url"],
+                mode.label(),
+            )?;
+            let uri = header(headers, "x-forwarded-uri")?.ok_or(OriginalError::NoUri("X-Forwarded-Uri"))?;
+            let method = header(headers, "x-forwarded-method")?.unwrap_or(check_method);
+            Ok(read(method, header(headers, "x-forwarded-host")?, uri, strict)?)
+        }
+        ProxyMode::IngressNginx => {
+            refuse_present(
+                headers,
+                &["x-original-uri", "x-forwarded-uri", "x-forwarded-method"],
+                mode.label(),
+            )?;
+            let url = header(headers, "x-original-url")?.ok_or(OriginalError::NoUri("X-Original-URL"))?;
+            let (authority, target) = split_absolute(url)?;
+            let host = agree(
+                vec![
+                    Some(normalize_host(authority)?),
+                    header(headers, "x-forwarded-host")?.map(normalize_host).transpose()?,
+                ],
+                "host",
+            )?;
+            let method = header(headers, "x-original-method")?.unwrap_or(check_method);
+            Ok(read(method, host.as_deref(), target, strict)?)
+        }
+        ProxyMode::Auto => auto_from_headers(check_method, headers, strict),
     }
-    let url = match header(headers, "x-original-url")? {
-        Some(raw) => Some(url::Url::parse(raw).map_err(|_| OriginalError::Invalid("x-original-url"))?),
-        None => None,
-    };
+}
+
+/// `server.proxy = "auto"` without the prefix path: every source present is read, and all must agree.
+fn auto_from_headers(check_method: &str, headers: &HeaderMap, strict: bool) -> Result<OriginalRequest, OriginalError> {
+    let url = header(headers, "x-original-url")?.map(split_absolute).transpose()?;
+    let targets = [
+        header(headers, "x-forwarded-uri")?,
+        header(headers, "x-original-uri")?,
+        url.map(|(_, target)| target),
+    ];
     let method = agree(
-        &[
-            header(headers, "x-forwarded-method")?.map(str::to_ascii_uppercase),
-            header(headers, "x-original-method")?.map(str::to_ascii_uppercase),
+        vec![
+            header(headers, "x-forwarded-method")?,
+            header(headers, "x-original-method")?,
         ],
         "method",
     )?
-    .unwrap_or_else(|| check_method.to_ascii_uppercase());
-    let uri = agree(
-        &[
-            header(headers, "x-forwarded-uri")?.map(|u| normalize_path(u).0),
-            header(headers, "x-original-uri")?.map(|u| normalize_path(u).0),
-            url.as_ref().map(|u| normalize_path(u.path()).0),
-        ],
-        "uri",
-    )?;
-    let raw_uri = header(headers, "x-forwarded-uri")?
-        .or(header(headers, "x-original-uri")?)
-        .map(str::to_string)
-        .or_else(|| url.as_ref().map(|u| u.path().to_string()));
+    .unwrap_or(check_method);
     let host = agree(
-        &[
-            header(headers, "x-forwarded-host")?.map(host_only),
-            url.as_ref().and_then(|u| u.host_str()).map(host_only),
+        vec![
+            header(headers, "x-forwarded-host")?.map(normalize_host).transpose()?,
+            url.map(|(authority, _)| normalize_host(authority)).transpose()?,
         ],
         "host",
-    )?
-    .or_else(|| header(headers, "host").ok().flatten().map(host_only));
-    let (path, suspicious) = match (uri, raw_uri) {
-        (Some(_), Some(raw)) => normalize_path(&raw),
-        _ if uri_required => return Err(OriginalError::NoUri),
-        // Unknown path: no path rule can match, and anonymous rules never do.
-        _ => (String::new(), true),
-    };
-    Ok(OriginalRequest {
-        method,
-        host,
-        path,
-        suspicious,
-    })
-}
-
-/// The path without query, percent-decoded, with `.`/`..` resolved and repeated slashes merged. The flag says the
-/// raw path needed repairs an honest client never needs, so that anonymous rules can refuse it.
-pub fn normalize_path(raw: &str) -> (String, bool) {
-    let path = raw.split(['?', '#']).next().unwrap_or("");
-    let lower = path.to_ascii_lowercase();
-    let mut suspicious = lower.contains("%2f") || lower.contains("%5c") || lower.contains("%25") || path.contains('\\');
-    let decoded: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
-    let text = match String::from_utf8(decoded) {
-        Ok(t) => t,
-        Err(e) => {
-            suspicious = true;
-            String::from_utf8_lossy(e.as_bytes()).into_owned()
-        }
-    };
-    if text.chars().any(char::is_control) {
-        suspicious = true;
-    }
-    let text = text.replace('\\', "/");
-    let mut out: Vec<&str> = Vec::new();
-    for seg in text.split('/') {
-        match seg {
-            "" => {}
-            "." => suspicious = true,
-            ".." => {
-                suspicious = true;
-                out.pop();
-            }
-            s => out.push(s),
+    )?;
+    // Each source is read on its own (so each gets the firewall), then the readings must be one.
+    let mut found: Option<OriginalRequest> = None;
+    for target in targets.into_iter().flatten() {
+        let r = read(method, host.as_deref(), target, strict)?;
+        match &mut found {
+            Some(f) if f.path != r.path => return Err(OriginalError::Conflict("uri")),
+            // Without the firewall, any source that needed repairs keeps anonymous rules away.
+            Some(f) => f.suspicious |= r.suspicious,
+            None => found = Some(r),
         }
     }
-    let mut result = format!("/{}", out.join("/"));
-    if text.ends_with('/') && !out.is_empty() {
-        result.push('/');
-    }
-    // Decoded `?`, `#` and `%` go back to their escapes: normalising twice gives the same path, and the result can
-    // never be mistaken for a query, a fragment or another escape.
-    if result.contains(['?', '#', '%']) {
-        suspicious = true;
-        result = result.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
-    }
-    (result, suspicious)
+    found.ok_or(OriginalError::NoUri(
+        "X-Original-URI (nginx), X-Forwarded-Uri (Traefik, Caddy) or X-Original-URL (ingress-nginx)",
+    ))
 }
 
 #[cfg(test)]
@@ -171,69 +231,41 @@ mod tests {
     use super::*;
     use crate::http::test_headers as headers;
 
-    #[test]
-    fn path_normalisation() {
-        let cases = [
-            ("/api/users?x=1", "/api/users", false),
-            ("/public/../api/admin", "/api/admin", true),
-            ("/public/%2e%2e/api/admin", "/api/admin", true),
-            ("/public%2F..%2Fadmin", "/admin", true),
-            ("/a//b/", "/a/b/", false),
-            ("/a/./b", "/a/b", true),
-            ("/a\\..\\b", "/b", true),
-            ("/caf%C3%A9", "/caf\u{e9}", false),
-            ("/%ff", "/\u{fffd}", true),
-            ("", "/", false),
-            ("/../../etc", "/etc", true),
-            // Found by fuzzing: these used to decode to `?`/`#`/`%` and change on a second pass.
-            ("%3F", "/%3F", true),
-            ("/a%23b", "/a%23b", true),
-            ("/p/x%2e%2e%3Fadmin", "/p/x..%3Fadmin", true),
-            ("/100%25", "/100%25", true),
-        ];
-        for (raw, want, sus) in cases {
-            assert_eq!(normalize_path(raw), (want.to_string(), sus), "{raw}");
-            assert_eq!(normalize_path(want).0, want, "idempotent: {raw}");
-        }
+    fn auto(prefix: Option<&str>, pairs: &[(&str, &str)]) -> Result<OriginalRequest, OriginalError> {
+        original_request(ProxyMode::Auto, "GET", prefix, &headers(pairs), true)
     }
 
     #[test]
     fn nginx_traefik_caddy_envoy_sources() {
-        let nginx = original_request(
-            "GET",
+        let nginx = auto(
             None,
-            &headers(&[
-                ("x-original-method", "post"),
+            &[
+                ("x-original-method", "POST"),
                 ("x-original-uri", "/api/x?y=1"),
                 ("x-forwarded-host", "App.Example.com:443"),
-            ]),
-            true,
+            ],
         )
         .unwrap();
         assert_eq!(
             (nginx.method.as_str(), nginx.host.as_deref(), nginx.path.as_str()),
             ("POST", Some("app.example.com"), "/api/x")
         );
-        let traefik = original_request(
-            "GET",
+        let traefik = auto(
             None,
-            &headers(&[
+            &[
                 ("x-forwarded-method", "DELETE"),
                 ("x-forwarded-uri", "/b"),
                 ("x-forwarded-host", "h"),
-            ]),
-            true,
+            ],
         )
         .unwrap();
         assert_eq!((traefik.method.as_str(), traefik.path.as_str()), ("DELETE", "/b"));
-        let ingress = original_request(
-            "GET",
+        let ingress = auto(
             None,
-            &headers(&[
+            &[
                 ("x-original-url", "https://shop.example.com/cart?id=1"),
                 ("host", "tokengate:8080"),
-            ]),
-            true,
+            ],
         )
         .unwrap();
         assert_eq!(
@@ -241,51 +273,154 @@ mod tests {
             (Some("shop.example.com"), "/cart")
         );
         let envoy = original_request(
-            "put",
+            ProxyMode::Auto,
+            "PUT",
             Some("/api/items?x=1"),
-            &headers(&[("host", "api.example.com"), ("x-original-uri", "/public/spoof")]),
+            &headers(&[("host", "api.example.com")]),
             true,
         )
         .unwrap();
         assert_eq!(
             (envoy.method.as_str(), envoy.host.as_deref(), envoy.path.as_str()),
-            ("PUT", Some("api.example.com"), "/api/items"),
-            "Envoy's path wins over client headers"
+            ("PUT", Some("api.example.com"), "/api/items")
         );
+    }
+
+    #[test]
+    fn the_prefix_path_with_proxy_headers_is_ambiguous() {
+        for h in SOURCE_HEADERS {
+            assert_eq!(
+                auto(Some("/?role=admin"), &[(h, "/public/x")]),
+                Err(OriginalError::Ambiguous(h)),
+                "{h}"
+            );
+        }
     }
 
     #[test]
     fn disagreeing_sources_are_refused() {
-        let spoof = headers(&[("x-original-uri", "/admin"), ("x-forwarded-uri", "/public/x")]);
         assert_eq!(
-            original_request("GET", None, &spoof, true),
+            auto(None, &[("x-original-uri", "/admin"), ("x-forwarded-uri", "/public/x")]),
             Err(OriginalError::Conflict("uri"))
         );
-        let agreeing = headers(&[("x-original-uri", "/a/b"), ("x-forwarded-uri", "/a//b")]);
-        assert!(original_request("GET", None, &agreeing, true).is_ok());
-        let methods = headers(&[
-            ("x-original-method", "GET"),
-            ("x-forwarded-method", "POST"),
-            ("x-original-uri", "/"),
-        ]);
+        assert!(auto(None, &[("x-original-uri", "/a/b"), ("x-forwarded-uri", "/a/b")]).is_ok());
         assert_eq!(
-            original_request("GET", None, &methods, true),
+            auto(
+                None,
+                &[
+                    ("x-original-method", "GET"),
+                    ("x-forwarded-method", "POST"),
+                    ("x-original-uri", "/")
+                ]
+            ),
             Err(OriginalError::Conflict("method"))
         );
-        let twice = headers(&[("x-original-uri", "/a"), ("x-original-uri", "/b")]);
         assert_eq!(
-            original_request("GET", None, &twice, true),
+            auto(None, &[("x-original-uri", "/a"), ("x-original-uri", "/b")]),
             Err(OriginalError::Conflict("x-original-uri"))
+        );
+        assert_eq!(
+            auto(
+                None,
+                &[
+                    ("x-original-url", "http://a.example.com/x"),
+                    ("x-forwarded-host", "b.example.com"),
+                    ("x-original-uri", "/x")
+                ]
+            ),
+            Err(OriginalError::Conflict("host"))
         );
     }
 
     #[test]
-    fn missing_uri_is_refused_only_when_rules_need_it() {
+    fn every_source_gets_the_firewall() {
+        let bad = [
+            ("x-original-uri", "/public/..;/admin/x"),
+            ("x-forwarded-uri", "/public/..;/admin/x"),
+            ("x-original-uri", "http://h/admin/x"),
+            ("x-original-url", "http://h/admin/%2e%2e/public/x"),
+            ("x-original-url", "http://h/admin/../public/x"),
+            ("x-original-url", "http://h\\admin/x"),
+            ("x-original-url", "http://h/admin\\..\\public/x"),
+            ("x-original-url", "ftp://h/x"),
+            ("x-original-url", "http://user@h/x"),
+        ];
+        for (h, v) in bad {
+            assert!(
+                matches!(auto(None, &[(h, v)]), Err(OriginalError::Refused(_))),
+                "{h}: {v}"
+            );
+        }
+        assert!(matches!(
+            auto(Some("/public/..;/admin/x"), &[]),
+            Err(OriginalError::Refused(Refusal::Semicolon))
+        ));
+        let r = auto(None, &[("x-original-url", "http://Admin.Example.com.:80")]).unwrap();
+        assert_eq!((r.host.as_deref(), r.path.as_str()), (Some("admin.example.com"), "/"));
+    }
+
+    #[test]
+    fn a_named_proxy_reads_only_its_own_sources() {
+        let nginx = |pairs: &[(&str, &str)]| original_request(ProxyMode::Nginx, "GET", None, &headers(pairs), true);
+        assert!(nginx(&[("x-original-uri", "/a")]).is_ok());
+        assert!(matches!(
+            nginx(&[("x-original-uri", "/a"), ("x-forwarded-uri", "/a")]),
+            Err(OriginalError::NotThisProxy { .. })
+        ));
+        assert_eq!(nginx(&[]), Err(OriginalError::NoUri("X-Original-URI")));
+        assert!(matches!(
+            original_request(
+                ProxyMode::Nginx,
+                "GET",
+                Some("/"),
+                &headers(&[("x-original-uri", "/a")]),
+                true
+            ),
+            Err(OriginalError::NotThisProxy { .. })
+        ));
+        let caddy = original_request(
+            ProxyMode::Caddy,
+            "GET",
+            None,
+            &headers(&[("x-forwarded-uri", "/x"), ("host", "tokengate:8080")]),
+            true,
+        )
+        .unwrap();
         assert_eq!(
-            original_request("GET", None, &headers(&[]), true),
-            Err(OriginalError::NoUri)
+            caddy.host, None,
+            "Host is the auth service's own, never the original host"
         );
-        let r = original_request("GET", None, &headers(&[]), false).unwrap();
-        assert!(r.suspicious);
+        assert!(matches!(
+            original_request(
+                ProxyMode::Traefik,
+                "GET",
+                None,
+                &headers(&[("x-forwarded-uri", "/x"), ("x-original-uri", "/x")]),
+                true
+            ),
+            Err(OriginalError::NotThisProxy { .. })
+        ));
+        let envoy =
+            |prefix, pairs: &[(&str, &str)]| original_request(ProxyMode::Envoy, "GET", prefix, &headers(pairs), true);
+        assert!(envoy(Some("/x"), &[("host", "a.example.com")]).is_ok());
+        assert!(matches!(
+            envoy(Some("/x"), &[("x-forwarded-uri", "/x")]),
+            Err(OriginalError::NotThisProxy { .. })
+        ));
+        assert!(matches!(envoy(None, &[]), Err(OriginalError::NoUri(_))));
+        let ingress =
+            |pairs: &[(&str, &str)]| original_request(ProxyMode::IngressNginx, "GET", None, &headers(pairs), true);
+        assert!(ingress(&[("x-original-url", "https://a.example.com/x")]).is_ok());
+        assert!(matches!(
+            ingress(&[("x-original-url", "https://a.example.com/x"), ("x-original-uri", "/x")]),
+            Err(OriginalError::NotThisProxy { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_uri_is_a_misconfiguration() {
+        let e = auto(None, &[]).unwrap_err();
+        assert!(e.is_misconfiguration());
+        assert!(!OriginalError::Conflict("uri").is_misconfiguration());
     }
 }

@@ -9,12 +9,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
-use super::original::original_request;
-use crate::config::{HeaderRule, TokenConfig};
+use super::original::{OriginalError, original_request};
+use crate::config::{HeaderRule, ProxyMode, TokenConfig};
 use crate::introspection::IdpError;
 use crate::introspection::cache::Cached;
 use crate::metrics::VerifyResult;
-use crate::policy::{Decision, Denial, Selection, decide, parse_check_query};
+use crate::policy::{Decision, Denial, QueryError, Selection, decide, parse_check_query};
 
 /// RFC 6750 does not bound a token; 8 KiB is far above any JWT ZITADEL issues and bounds the work per check.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -111,7 +111,10 @@ pub enum Outcome {
     BadToken(TokenError),
     Denied(Denial),
     Unmatched,
-    BadCheck(String),
+    /// The check URL's query is wrong: the proxy's configuration, not the client.
+    BadCheck(QueryError),
+    /// The original request cannot be read one way.
+    Unreadable(OriginalError),
     HeadersTooLarge,
     Unavailable(IdpError),
 }
@@ -135,6 +138,14 @@ fn json_error(status: StatusCode) -> actix_web::HttpResponseBuilder {
     b
 }
 
+/// Every mapped identity header, empty, so that a proxy copying the answer's headers overwrites a client's copy
+/// even when the token lacks the claim; the token's own values replace them.
+fn empty_identity_headers(b: &mut actix_web::HttpResponseBuilder, mapping: &[HeaderRule]) {
+    for rule in mapping {
+        b.insert_header((rule.name.clone(), HeaderValue::from_static("")));
+    }
+}
+
 /// The one mapping from outcome to HTTP: exactly 200 to allow (Envoy denies anything else), 401/403 with RFC 6750
 /// `WWW-Authenticate`, 400 for a check the proxy built wrongly, 503 with `Retry-After` for IdP trouble.
 pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule]) -> (HttpResponse, VerifyResult) {
@@ -142,12 +153,17 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
     match outcome {
         Outcome::Allow(info) => {
             let mut b = HttpResponse::Ok();
+            empty_identity_headers(&mut b, mapping);
             for (name, value) in info.headers(mapping) {
                 b.insert_header((name.clone(), value));
             }
             (b.finish(), VerifyResult::Allowed)
         }
-        Outcome::Anonymous => (HttpResponse::Ok().finish(), VerifyResult::Allowed),
+        Outcome::Anonymous => {
+            let mut b = HttpResponse::Ok();
+            empty_identity_headers(&mut b, mapping);
+            (b.finish(), VerifyResult::Allowed)
+        }
         Outcome::NoToken => (
             json_error(StatusCode::UNAUTHORIZED)
                 .insert_header(("WWW-Authenticate", www_authenticate(None, None)))
@@ -198,9 +214,18 @@ pub fn respond(outcome: &Outcome, retry_after_secs: u64, mapping: &[HeaderRule])
             )),
             VerifyResult::Forbidden,
         ),
-        Outcome::BadCheck(d) => (
-            json_error(StatusCode::BAD_REQUEST).body(body("invalid_request", d)),
+        Outcome::BadCheck(e) => (
+            json_error(StatusCode::BAD_REQUEST).body(body("invalid_request", &e.to_string())),
             VerifyResult::BadRequest,
+        ),
+        Outcome::Unreadable(e) if e.is_misconfiguration() => (
+            json_error(StatusCode::BAD_REQUEST).body(body("invalid_request", &e.to_string())),
+            VerifyResult::BadRequest,
+        ),
+        // 403, not 400: nginx turns anything but 401/403 from auth_request into a 500.
+        Outcome::Unreadable(e) => (
+            json_error(StatusCode::FORBIDDEN).body(body("access_denied", &e.to_string())),
+            VerifyResult::Forbidden,
         ),
         Outcome::HeadersTooLarge => (
             json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
@@ -228,6 +253,13 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     response
 }
 
+/// The raw path and query after `/verify` (Envoy's path_prefix form).
+fn prefix_target(req: &HttpRequest) -> &str {
+    let uri = req.uri();
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    path_and_query.strip_prefix("/verify").unwrap_or(path_and_query)
+}
+
 async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
     let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if header_bytes > MAX_HEADER_BYTES {
@@ -243,26 +275,35 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
             Ok(r) => Some(r),
             Err(e) => {
                 log::error!("refusing check: {e}");
-                return Outcome::BadCheck(e.to_string());
+                return Outcome::BadCheck(e);
             }
         },
     };
     let policy = &state.policy;
-    // The original request only matters to rules: without any, it is not rebuilt for every check.
-    let (rule, base) = if policy.rules.is_empty() {
-        if policy.deny_unmatched {
-            return Outcome::Unmatched;
-        }
-        (None, &policy.global)
-    } else {
-        let original = match original_request(req.method().as_str(), prefix_path, req.headers(), true) {
-            Ok(o) => o,
+    // The original request matters to rules, and must be unambiguous whenever the check names it (the prefix
+    // path, or a named proxy). Otherwise it is not rebuilt for every check.
+    let needs_original = !policy.rules.is_empty() || prefix_path.is_some() || state.proxy != ProxyMode::Auto;
+    let original = if needs_original {
+        match original_request(
+            state.proxy,
+            req.method().as_str(),
+            prefix_path.map(|_| prefix_target(req)),
+            req.headers(),
+            state.strict_paths,
+        ) {
+            Ok(o) => Some(o),
             Err(e) => {
-                log::warn!("refusing check: {e}");
-                return Outcome::BadCheck(e.to_string());
+                log::warn!("refusing check ({}): {e}", e.label());
+                return Outcome::Unreadable(e);
             }
-        };
-        match policy.select(&original) {
+        }
+    } else {
+        None
+    };
+    let (rule, base) = match original.as_ref().filter(|_| !policy.rules.is_empty()) {
+        None if policy.deny_unmatched => return Outcome::Unmatched,
+        None => (None, &policy.global),
+        Some(original) => match policy.select(original) {
             Selection::Anonymous { rule } => {
                 log::debug!("rule {rule:?}: anonymous, {} {}", original.method, original.path);
                 return Outcome::Anonymous;
@@ -284,7 +325,7 @@ async fn check(req: &HttpRequest, state: &AppState) -> Outcome {
                 );
                 (rule, requirements)
             }
-        }
+        },
     };
     let token = match extract_token(req.headers(), &state.token_sources) {
         Ok(t) => t,
@@ -408,7 +449,9 @@ mod tests {
         assert_eq!(status(Outcome::Denied(Denial::Expired)), 401);
         assert_eq!(status(Outcome::Denied(Denial::MissingRole)), 403);
         assert_eq!(status(Outcome::Unmatched), 403);
-        assert_eq!(status(Outcome::BadCheck("x".into())), 400);
+        assert_eq!(status(Outcome::BadCheck(QueryError::Empty("role"))), 400);
+        assert_eq!(status(Outcome::Unreadable(OriginalError::Conflict("uri"))), 403);
+        assert_eq!(status(Outcome::Unreadable(OriginalError::NoUri("X-Original-URI"))), 400);
         assert_eq!(status(Outcome::HeadersTooLarge), 431);
         for e in [
             IdpError::Timeout,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{IdpError, IdpHealth, Introspect, Introspection, TokenInfo};
+use super::{IdpError, IdpHealth, Introspect, Introspection, RoleScope, TokenInfo};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, HeaderRule, Secret};
 use crate::metrics::Metrics;
@@ -70,6 +70,7 @@ struct Store {
     entries: moka::sync::Cache<Key, Arc<Entry>>,
     settings: CacheConfig,
     mapping: Vec<HeaderRule>,
+    roles: RoleScope,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     health: Arc<IdpHealth>,
@@ -78,7 +79,7 @@ struct Store {
 impl Store {
     /// Builds the entry for a fresh answer and keeps it if the rules allow; returns what the caller gets.
     fn insert(&self, key: Key, introspection: &Introspection) -> Cached {
-        let info = TokenInfo::from_introspection(introspection, &self.mapping);
+        let info = TokenInfo::from_introspection(introspection, &self.mapping, &self.roles);
         if info.rejected_headers > 0 {
             self.metrics
                 .rejected_header_values
@@ -132,6 +133,7 @@ pub struct Worker {
 pub struct CacheParts {
     pub settings: CacheConfig,
     pub mapping: Vec<HeaderRule>,
+    pub roles: RoleScope,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<IdpHealth>,
@@ -150,6 +152,7 @@ pub fn new(parts: CacheParts) -> (TokenCache, Worker) {
         entries,
         settings: parts.settings,
         mapping: parts.mapping,
+        roles: parts.roles,
         clock: parts.clock,
         metrics: parts.metrics,
         health: parts.health,

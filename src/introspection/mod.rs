@@ -120,15 +120,17 @@ impl Introspection {
         })
     }
 
-    /// Role names from ZITADEL's `urn:zitadel:iam:org:project:roles` and `urn:zitadel:iam:org:project:{id}:roles`,
-    /// sorted and without duplicates. A claim that is not an object grants nothing.
-    pub fn roles(&self) -> Vec<String> {
+    /// The role names that count under `scope` (see `RoleScope`), sorted and without duplicates. A claim or role
+    /// value that is not an object grants nothing.
+    pub fn roles(&self, scope: &RoleScope) -> Vec<String> {
         let mut roles: Vec<String> = self
             .claims
             .iter()
-            .filter(|(k, _)| is_roles_claim(k))
+            .filter(|(k, _)| scope.counts(k))
             .filter_map(|(_, v)| v.as_object())
-            .flat_map(|o| o.keys().cloned())
+            .flat_map(|o| o.iter())
+            .filter(|(_, grant)| scope.org_matches(grant))
+            .map(|(role, _)| role.clone())
             .collect();
         roles.sort();
         roles.dedup();
@@ -136,13 +138,64 @@ impl Introspection {
     }
 }
 
-fn is_roles_claim(name: &str) -> bool {
-    const PREFIX: &str = "urn:zitadel:iam:org:project:";
-    name == "urn:zitadel:iam:org:project:roles"
-        || name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.strip_suffix(":roles"))
-            .is_some_and(|id| !id.is_empty() && !id.contains(':'))
+/// ZITADEL's generic roles claim.
+pub const GENERIC_ROLES_CLAIM: &str = "urn:zitadel:iam:org:project:roles";
+
+/// The project id of a per-project roles claim `urn:zitadel:iam:org:project:{id}:roles`.
+fn project_of_roles_claim(name: &str) -> Option<&str> {
+    name.strip_prefix("urn:zitadel:iam:org:project:")
+        .and_then(|rest| rest.strip_suffix(":roles"))
+        .filter(|id| !id.is_empty() && !id.contains(':'))
+}
+
+/// Which roles claims count (`policy.project_id`, `policy.org_id`). A user who is admin in another project of
+/// the same instance must not pass a rule that requires `admin` here.
+///
+/// What ZITADEL sends (read from its source, `internal/api/oidc/introspect.go` and the token claims code):
+/// - introspection: the generic `urn:zitadel:iam:org:project:roles` holds the roles of the introspecting API
+///   application's own project, and exactly one per-project claim, for that same project, repeats them;
+/// - a JWT access token: the generic claim describes the project of the client the token was issued to; per-project
+///   claims are added for other projects the client asked for (`…:project:id:{id}:aud` with a roles scope).
+///
+/// So with `project_id` set only `urn:zitadel:iam:org:project:{project_id}:roles` counts (the generic claim does
+/// not name its project, and ZITADEL always sends the per-project claim beside it); without it only the generic
+/// claim counts, i.e. the project the token was issued for (JWT) or tokengate's own (introspection). Another
+/// project's claim never counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleScope {
+    pub project_id: Option<String>,
+    /// Only roles granted in this organisation (a key of the role's value) count.
+    pub org_id: Option<String>,
+}
+
+impl RoleScope {
+    /// Whether roles under this claim name count.
+    pub fn counts(&self, claim: &str) -> bool {
+        match &self.project_id {
+            Some(pinned) => project_of_roles_claim(claim) == Some(pinned.as_str()),
+            None => claim == GENERIC_ROLES_CLAIM,
+        }
+    }
+
+    /// Whether a role's grant (`{"<orgId>": "<org domain>"}`) is in the pinned organisation, if any.
+    fn org_matches(&self, grant: &Value) -> bool {
+        match &self.org_id {
+            None => true,
+            Some(org) => grant.as_object().is_some_and(|o| o.contains_key(org)),
+        }
+    }
+
+    /// The claims that count, as `tokengate check` prints them.
+    pub fn describe(&self) -> String {
+        let claim = match &self.project_id {
+            Some(p) => format!("urn:zitadel:iam:org:project:{p}:roles"),
+            None => format!("{GENERIC_ROLES_CLAIM} (set policy.project_id to pin the project)"),
+        };
+        match &self.org_id {
+            Some(o) => format!("{claim}, granted in organisation {o}"),
+            None => claim,
+        }
+    }
 }
 
 /// What a piece of `TokenInfo::text` is.
@@ -227,11 +280,11 @@ impl TokenInfo {
         }
     }
 
-    pub fn from_introspection(i: &Introspection, mapping: &[HeaderRule]) -> TokenInfo {
+    pub fn from_introspection(i: &Introspection, mapping: &[HeaderRule], scope: &RoleScope) -> TokenInfo {
         if !i.active {
             return TokenInfo::inactive();
         }
-        let roles = i.roles();
+        let roles = i.roles(scope);
         let mut b = Builder::default();
         for a in &i.aud {
             b.push(Kind::Audience, a);
@@ -245,8 +298,11 @@ impl TokenInfo {
         let mut rejected = 0;
         for (index, rule) in mapping.iter().enumerate().take(usize::from(u8::MAX)) {
             let text = match &rule.source {
-                ClaimSource::Roles => (!roles.is_empty()).then(|| roles.join(",")),
-                ClaimSource::Claims(names) => names.iter().find_map(|n| claim_text(i.claims.get(n)?)),
+                ClaimSource::Roles => list_text(roles.iter().map(String::as_str), ",", &mut rejected),
+                ClaimSource::Claims(names) => names
+                    .iter()
+                    .find_map(|n| Some((n, i.claims.get(n)?)))
+                    .and_then(|(name, v)| claim_text(name, v, &mut rejected)),
             };
             let Some(text) = text else { continue };
             if header_value(&text).is_none() || !b.push(Kind::Header(index as u8), &text) {
@@ -304,24 +360,53 @@ impl TokenInfo {
     }
 }
 
-/// A claim as header text: strings as they are, numbers and booleans printed, arrays joined with commas.
-fn claim_text(v: &Value) -> Option<String> {
+/// A list header's value: items that hold a separator (`,`) or whitespace would be split differently by the
+/// application, so they are left out (and counted); decisions still use the exact values.
+fn list_text<'a>(items: impl Iterator<Item = &'a str>, separator: &str, rejected: &mut u32) -> Option<String> {
+    let mut kept: Vec<&str> = Vec::new();
+    for item in items {
+        if item.is_empty() || item.contains(',') || item.chars().any(char::is_whitespace) {
+            *rejected += 1;
+        } else {
+            kept.push(item);
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(separator))
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().filter_map(claim_text).collect();
-            (!parts.is_empty()).then(|| parts.join(","))
-        }
-        Value::Null | Value::Object(_) => None,
+        Value::Null | Value::Object(_) | Value::Array(_) => None,
     }
 }
 
-/// Only values that cannot split or bend a header: no control characters at all (so no CR/LF, no tab), no DEL.
-/// UTF-8 text passes as raw bytes, as other auth proxies send names with accents.
+/// A claim as header text: strings as they are, numbers and booleans printed, arrays as a comma list, and
+/// `scope` (RFC 7662: space-separated) as a space list.
+fn claim_text(name: &str, v: &Value, rejected: &mut u32) -> Option<String> {
+    match v {
+        Value::String(s) if name == "scope" => list_text(s.split(' ').filter(|s| !s.is_empty()), " ", rejected),
+        Value::Array(items) => {
+            let texts: Vec<String> = items.iter().filter_map(scalar_text).collect();
+            list_text(texts.iter().map(String::as_str), ",", rejected)
+        }
+        other => scalar_text(other),
+    }
+}
+
+/// Only values every HTTP parser reads the same way: no control characters (so no CR/LF, tab, NEL), no Unicode
+/// line or paragraph separators, and no leading or trailing whitespace (parsers trim it, so `" admin "` would
+/// arrive as `admin`). UTF-8 text passes as raw bytes, as other auth proxies send names with accents.
 pub fn header_value(text: &str) -> Option<HeaderValue> {
-    if text.is_empty() || text.chars().any(char::is_control) {
+    if text.is_empty()
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+        || text
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return None;
     }
     HeaderValue::from_bytes(text.as_bytes()).ok()
@@ -503,8 +588,12 @@ mod tests {
         }))
         .unwrap();
         let mapping = default_mapping();
-        let t = TokenInfo::from_introspection(&i, &mapping);
-        assert_eq!(t.roles().collect::<Vec<_>>(), vec!["admin", "viewer"]);
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        assert_eq!(
+            t.roles().collect::<Vec<_>>(),
+            vec!["admin"],
+            "without a pinned project only the generic claim counts"
+        );
         assert_eq!(t.scopes().count(), 3);
         assert_eq!(t.audience().collect::<Vec<_>>(), vec!["123", "456"]);
         let h = |name: &str| {
@@ -518,7 +607,7 @@ mod tests {
             Some("jane"),
             "falls back to username"
         );
-        assert_eq!(h("x-auth-request-roles").as_deref(), Some("admin,viewer"));
+        assert_eq!(h("x-auth-request-roles").as_deref(), Some("admin"));
         assert_eq!(h("x-auth-request-scopes").as_deref(), Some("openid profile read"));
         assert_eq!(h("x-auth-request-org-id").as_deref(), Some("org1"));
         assert_eq!(h("x-auth-request-client-id").as_deref(), Some("app@proj"));
@@ -528,7 +617,7 @@ mod tests {
     fn missing_claims_omit_headers_and_bad_values_are_counted() {
         let i = parse(json!({"active": true, "sub": "a\r\nX-Injected: 1", "email": "e@x\u{7f}", "preferred_username": "Jos\u{e9}"})).unwrap();
         let mapping = default_mapping();
-        let t = TokenInfo::from_introspection(&i, &mapping);
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
         let headers: Vec<(&HeaderName, HeaderValue)> = t.headers(&mapping).collect();
         assert_eq!(headers.len(), 1);
         assert_eq!(headers[0].0.as_str(), "x-auth-request-preferred-username");
@@ -541,7 +630,7 @@ mod tests {
         let huge = "x".repeat(70_000);
         let i = parse(json!({"active": true, "sub": "s", "email": huge, "scope": "read"})).unwrap();
         let mapping = default_mapping();
-        let t = TokenInfo::from_introspection(&i, &mapping);
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
         assert_eq!(t.rejected_headers, 1);
         assert!(t.headers(&mapping).all(|(n, _)| n.as_str() != "x-auth-request-email"));
         assert_eq!(t.scopes().collect::<Vec<_>>(), vec!["read"]);
@@ -557,7 +646,20 @@ mod tests {
     fn header_sanitising() {
         assert!(header_value("plain value").is_some());
         assert!(header_value("").is_none());
-        for bad in ["a\rb", "a\nb", "a\tb", "a\0b", "a\u{1b}b", "a\u{85}b"] {
+        for bad in [
+            "a\rb",
+            "a\nb",
+            "a\tb",
+            "a\0b",
+            "a\u{1b}b",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            " admin",
+            "admin ",
+            " admin ",
+            "admin\u{a0}",
+        ] {
             assert!(header_value(bad).is_none(), "{bad:?}");
         }
     }
@@ -566,8 +668,75 @@ mod tests {
     fn inactive_carries_nothing() {
         let i = parse(json!({"active": false})).unwrap();
         assert_eq!(
-            TokenInfo::from_introspection(&i, &default_mapping()),
+            TokenInfo::from_introspection(&i, &default_mapping(), &RoleScope::default()),
             TokenInfo::inactive()
+        );
+    }
+
+    #[test]
+    fn roles_count_only_for_the_pinned_project_and_organisation() {
+        let i = parse(json!({
+            "active": true,
+            "urn:zitadel:iam:org:project:roles": {"viewer": {"1": "a.example.com"}},
+            "urn:zitadel:iam:org:project:300:roles": {"viewer": {"1": "a.example.com"}, "ops": {"2": "b.example.com"}},
+            "urn:zitadel:iam:org:project:999999999:roles": {"admin": {"1": "a.example.com"}},
+            "urn:zitadel:iam:org:project:300:other": {"nope": {"1": "x"}},
+            "urn:zitadel:iam:org:project::roles": {"empty-id": {"1": "x"}},
+        }))
+        .unwrap();
+        let scope = |project: Option<&str>, org: Option<&str>| RoleScope {
+            project_id: project.map(str::to_string),
+            org_id: org.map(str::to_string),
+        };
+        let roles = |s: RoleScope| i.roles(&s);
+        assert_eq!(
+            roles(scope(None, None)),
+            vec!["viewer"],
+            "no pin: the generic claim only"
+        );
+        assert_eq!(roles(scope(Some("300"), None)), vec!["ops", "viewer"]);
+        assert_eq!(roles(scope(Some("999999999"), None)), vec!["admin"]);
+        assert_eq!(roles(scope(Some("12"), None)), Vec::<String>::new());
+        assert_eq!(roles(scope(Some("300"), Some("2"))), vec!["ops"]);
+        assert_eq!(roles(scope(None, Some("2"))), Vec::<String>::new());
+        let odd =
+            parse(json!({"active": true, "urn:zitadel:iam:org:project:roles": {"admin": "not-an-object"}})).unwrap();
+        assert_eq!(odd.roles(&scope(None, Some("1"))), Vec::<String>::new());
+        assert_eq!(odd.roles(&scope(None, None)), vec!["admin"]);
+        let mapping = default_mapping();
+        let t = TokenInfo::from_introspection(&i, &mapping, &scope(None, None));
+        assert!(!t.roles().any(|r| r == "admin"), "another project's admin never counts");
+    }
+
+    #[test]
+    fn list_headers_leave_out_values_an_application_would_split() {
+        let i = parse(json!({
+            "active": true,
+            "scope": "openid  read\tx write,all",
+            "urn:zitadel:iam:org:project:roles": {"viewer,admin": {}, "ops": {}, "a b": {}},
+            "amr": ["pwd", "m,fa", "otp"],
+            "sub": " admin ",
+        }))
+        .unwrap();
+        let mut mapping = default_mapping();
+        mapping.push(HeaderRule {
+            name: HeaderName::from_static("x-amr"),
+            source: ClaimSource::Claims(vec!["amr".into()]),
+        });
+        let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        let h = |name: &str| {
+            t.headers(&mapping)
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(h("x-auth-request-roles").as_deref(), Some("ops"));
+        assert_eq!(h("x-auth-request-scopes").as_deref(), Some("openid"));
+        assert_eq!(h("x-amr").as_deref(), Some("pwd,otp"));
+        assert_eq!(h("x-auth-request-user"), None, "padded values are left out");
+        assert_eq!(t.rejected_headers, 2 + 2 + 1 + 1);
+        assert!(
+            t.roles().any(|r| r == "viewer,admin"),
+            "decisions still see the exact role"
         );
     }
 }

@@ -8,6 +8,8 @@
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
 //! - `deploy`: deploy/ manifests parse and hold what the docs rely on (server.proxy, header stripping, raw paths).
 //! - `rotation`: key/secret reload (poll, SIGHUP, Kubernetes symlinks) and graceful shutdown, on the real binary.
+//! - `rules`: requests read two ways (paths, case, hosts, sources), roles pinned to their project, identity values
+//!   an application would split or trim (issue 8); through the HTTP door.
 //! - `security`: sentinel secrets absent from logs/bodies/metrics, header injection, spoofing, key-file mode.
 //! - `e2e`: real nginx, Caddy and Traefik with configs generated from deploy/ (ports only) and a recording upstream:
 //!   allow, deny, anonymous, IdP down, and issue 8's bypasses (`;`, case, area roots, double encoding, NUL, trailing
@@ -23,5 +25,6 @@ mod helpers;
 mod metrics;
 mod proxies;
 mod rotation;
+mod rules;
 mod security;
 mod verify;

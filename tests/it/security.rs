@@ -204,13 +204,17 @@ async fn claims_with_control_characters_never_become_headers() {
     let token = idp.mint(TokenSpec { extra, ..admin() });
     let a = app.verify(&token).await;
     assert_eq!(a.status, 200, "the token itself is fine");
+    assert!(a.header("x-injected").is_none());
     for name in [
-        "x-injected",
         "x-auth-request-email",
         "x-auth-request-preferred-username",
         "x-auth-request-user",
     ] {
-        assert!(a.header(name).is_none(), "{name} must not be sent");
+        assert_eq!(
+            a.header(name).as_deref(),
+            Some(""),
+            "{name} is sent empty, never with the claim"
+        );
     }
     assert_eq!(
         a.header("x-auth-request-roles").as_deref(),
@@ -245,15 +249,17 @@ async fn client_identity_headers_are_never_echoed() {
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-auth-request-user").as_deref(), Some("alice"));
-    assert!(
-        a.header("x-auth-request-roles").is_none(),
-        "alice has no roles; the client's claim is not echoed"
+    assert_eq!(
+        a.header("x-auth-request-roles").as_deref(),
+        Some(""),
+        "alice has no roles; the client's claim is not echoed but overwritten"
     );
     let a = app
         .get("/verify", &[spoof[0], spoof[1], ("X-Original-URI", "/public/a")])
         .await;
     assert_eq!(a.status, 200);
-    assert!(a.header("x-auth-request-user").is_none() && a.header("x-auth-request-roles").is_none());
+    assert_eq!(a.header("x-auth-request-user").as_deref(), Some(""));
+    assert_eq!(a.header("x-auth-request-roles").as_deref(), Some(""));
     let a = app.get("/verify", &[spoof[0], spoof[1], spoof[2]]).await;
     assert_eq!(a.status, 401);
     assert!(a.header("x-auth-request-user").is_none());

@@ -123,9 +123,10 @@ fn the_configmap_config_loads_with_tokengate_itself() {
         matches!(cfg.idp.auth, tokengate::config::ClientAuthConfig::KeyFile(ref p) if p.starts_with("/etc/tokengate/secret"))
     );
     assert!(!cfg.policy.rules.is_empty());
-    assert!(
-        config_toml.contains("\nproxy = \"nginx\"\n"),
-        "the ConfigMap's config sets server.proxy = \"nginx\""
+    assert_eq!(
+        cfg.server.proxy,
+        tokengate::config::ProxyMode::Nginx,
+        "the pod's proxy is nginx"
     );
     let nginx = maps.iter().find_map(|m| {
         let data = m["data"].as_hash()?;
@@ -249,6 +250,7 @@ fn every_proxy_example_shows_a_tokengate_config_with_its_server_proxy() {
             env: Some(env),
         })
         .unwrap_or_else(|e| panic!("{rel}: {e:?}\n{toml}"));
+        assert_eq!(cfg.server.proxy.label(), proxy, "{rel}");
         assert!(!cfg.policy.rules.is_empty(), "{rel}");
     }
 }

@@ -355,6 +355,8 @@ async fn scenarios(proxy: &Proxy, idp: &TestIdp, seen: &Seen, idp_down_status: u
     let a = through(proxy, &http, "/public/style.css", &[("X-Auth-Request-User", "mallory")]).await;
     assert_eq!(a.status, 200, "{name}: anonymous route without a token");
     assert_ne!(seen_header(seen, "x-auth-request-user").as_deref(), Some("mallory"));
+    // tokengate's firewall refuses the dot segment; Traefik resolves it first (sanitizePath) and forwards
+    // /app/secret to tokengate and the application alike, which then needs a token.
     refused(proxy, &http, seen, "/public/../app/secret", &[]).await;
     // A client cannot name its own original URI (nor another proxy's sources).
     refused(

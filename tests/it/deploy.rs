@@ -1,5 +1,7 @@
 //! deploy/: the manifests and proxy configs parse, and carry the fields the README and the other files rely on.
-//! (nginx and Caddy configs are exercised for real in `e2e`; the test command also schema-validates Kubernetes.)
+//! (nginx, Caddy and Traefik configs are exercised for real in `e2e`; Envoy's only here.)
+//! Issue 8: every example sets the matching `server.proxy` in the tokengate config it shows (and that config loads),
+//! strips client identity headers in every spelling (underscores too), and passes the raw path.
 
 use std::path::Path;
 
@@ -121,6 +123,11 @@ fn the_configmap_config_loads_with_tokengate_itself() {
         matches!(cfg.idp.auth, tokengate::config::ClientAuthConfig::KeyFile(ref p) if p.starts_with("/etc/tokengate/secret"))
     );
     assert!(!cfg.policy.rules.is_empty());
+    assert_eq!(
+        cfg.server.proxy,
+        tokengate::config::ProxyMode::Nginx,
+        "the pod's proxy is nginx"
+    );
     let nginx = maps.iter().find_map(|m| {
         let data = m["data"].as_hash()?;
         data.values()
@@ -130,6 +137,10 @@ fn the_configmap_config_loads_with_tokengate_itself() {
     });
     let nginx = nginx.expect("a ConfigMap with the nginx server block");
     assert!(nginx.contains("proxy_pass http://127.0.0.1:8080/verify"));
+    assert!(
+        nginx == read("nginx/tokengate.conf"),
+        "the ConfigMap's nginx server block is deploy/nginx/tokengate.conf: copy it over after editing"
+    );
 }
 
 #[test]
@@ -179,4 +190,187 @@ fn dockerfile_is_multi_stage_and_non_root() {
     assert!(text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")) >= 2);
     assert!(text.lines().any(|l| l.starts_with("USER ") && !l.contains("root")));
     assert!(text.contains("cargo build --release"));
+}
+
+/// Lines of `text` that are not comments (`#` to the end of the line), trimmed, without empty ones.
+fn code_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The tokengate config a proxy example shows in its header comment: the comment lines indented by three spaces
+/// (and bare `#` lines between them) after "Its config for this file:", without their `#   ` prefix.
+fn shown_tokengate_config(rel: &str) -> String {
+    let text = read(rel);
+    let start = text
+        .find("Its config for this file:")
+        .unwrap_or_else(|| panic!("{rel} shows no tokengate config"));
+    let mut toml = String::new();
+    for line in text[start..].lines().skip(1) {
+        match line.strip_prefix('#') {
+            Some("") => toml.push('\n'),
+            Some(rest) if rest.starts_with("   ") => {
+                toml.push_str(&rest[3..]);
+                toml.push('\n');
+            }
+            _ => break,
+        }
+    }
+    toml
+}
+
+#[test]
+fn every_proxy_example_shows_a_tokengate_config_with_its_server_proxy() {
+    for (rel, proxy) in [
+        ("nginx/tokengate.conf", "nginx"),
+        ("caddy/Caddyfile", "caddy"),
+        ("traefik/dynamic.yml", "traefik"),
+        ("envoy/envoy.yaml", "envoy"),
+    ] {
+        let toml = shown_tokengate_config(rel);
+        assert!(
+            toml.contains(&format!("[server]\nproxy = \"{proxy}\"\n")),
+            "{rel}: server.proxy = \"{proxy}\" in\n{toml}"
+        );
+        // It loads with tokengate itself (an unknown key or a bad rule is an error).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let env = [
+            ("TOKENGATE_IDP__ISSUER", "https://example.zitadel.cloud"),
+            ("TOKENGATE_IDP__KEY_FILE", "/etc/tokengate/key.json"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = tokengate::config::load(&tokengate::config::Sources {
+            file: Some(path),
+            env: Some(env),
+        })
+        .unwrap_or_else(|e| panic!("{rel}: {e:?}\n{toml}"));
+        assert_eq!(cfg.server.proxy.label(), proxy, "{rel}");
+        assert!(!cfg.policy.rules.is_empty(), "{rel}");
+    }
+}
+
+#[test]
+fn nginx_drops_underscore_headers_and_covers_the_admin_root_in_any_case() {
+    let lines = code_lines(&read("nginx/tokengate.conf"));
+    for want in ["underscores_in_headers off;", "ignore_invalid_headers on;"] {
+        assert!(lines.iter().any(|l| l == want), "{want}");
+    }
+    assert!(
+        lines.iter().any(|l| l == "location ~* ^/admin(?:/|$) {"),
+        "a case-insensitive admin location that covers /admin"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("location /admin")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "proxy_set_header X-Original-URI    $request_uri;")
+    );
+}
+
+#[test]
+fn caddy_strips_identity_headers_in_every_spelling() {
+    let text = read("caddy/Caddyfile");
+    let lines = code_lines(&text);
+    // Caddy deletes every header starting with the text before a trailing `*` (case-insensitively): together
+    // these cover each mix of `-` and `_` before "Request".
+    let deletions: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("request_header -"))
+        .collect();
+    for first in ['-', '_'] {
+        for second in ['-', '_'] {
+            let want = format!("X{first}Auth{second}Request*");
+            assert!(
+                deletions.contains(&want.as_str()),
+                "request_header -{want}: {deletions:?}"
+            );
+        }
+    }
+    // At the top of the site block, before any handle (request_header sorts first anyway).
+    let first_delete = lines.iter().position(|l| l.starts_with("request_header -")).unwrap();
+    let first_handle = lines.iter().position(|l| l.starts_with("handle")).unwrap();
+    assert!(first_delete < first_handle);
+    // The admin matcher covers the area's root (Caddy's path matcher ignores case by itself).
+    assert!(lines.iter().any(|l| l == "@admin path /admin /admin/*"), "{lines:?}");
+    for h in IDENTITY_HEADERS {
+        assert!(text.matches(h).count() >= 2, "copy_headers {h} in both blocks");
+    }
+}
+
+#[test]
+fn traefik_deletes_aliasing_headers_and_matches_the_admin_area_case_insensitively() {
+    let stat = &docs("traefik/traefik.yml")[0];
+    let http = &stat["entryPoints"]["web"]["http"];
+    assert_eq!(http["aliasHeadersStrategy"].as_str(), Some("delete"));
+    let encoded = http["encodedCharacters"].as_hash().expect("encodedCharacters");
+    assert_eq!(encoded.len(), 7, "every encodedCharacters option is set");
+    assert!(encoded.values().all(|v| v.as_bool() == Some(false)), "{encoded:?}");
+    let dynamic = &docs("traefik/dynamic.yml")[0];
+    let admin = dynamic["http"]["routers"]["app-admin"]["rule"].as_str().unwrap();
+    assert_eq!(admin, "PathRegexp(`(?i)^/admin(/|$)`)");
+    for mw in ["tokengate", "tokengate-admin"] {
+        let fa = &dynamic["http"]["middlewares"][mw]["forwardAuth"];
+        assert_eq!(fa["trustForwardHeader"].as_bool(), Some(false), "{mw}");
+        let copied: Vec<&str> = fa["authResponseHeaders"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .filter_map(Yaml::as_str)
+            .collect();
+        assert_eq!(copied, IDENTITY_HEADERS, "{mw}");
+    }
+}
+
+/// The HTTP connection manager's typed_config in deploy/envoy.
+fn envoy_hcm(doc: &Yaml) -> &Yaml {
+    let listener = &doc["static_resources"]["listeners"][0];
+    let filter = &listener["filter_chains"][0]["filters"][0];
+    assert_eq!(
+        filter["name"].as_str(),
+        Some("envoy.filters.network.http_connection_manager")
+    );
+    &filter["typed_config"]
+}
+
+#[test]
+fn envoy_passes_the_raw_path_and_drops_client_identity_headers() {
+    let doc = &docs("envoy/envoy.yaml")[0];
+    let hcm = envoy_hcm(doc);
+    assert_eq!(hcm["normalize_path"].as_bool(), Some(false));
+    assert_eq!(hcm["merge_slashes"].as_bool(), Some(false));
+    assert_eq!(hcm["path_with_escaped_slashes_action"].as_str(), Some("KEEP_UNCHANGED"));
+    let underscores = hcm["common_http_protocol_options"]["headers_with_underscores_action"].as_str();
+    assert!(
+        matches!(underscores, Some("DROP_HEADER" | "REJECT_REQUEST")),
+        "{underscores:?}"
+    );
+    let filters = hcm["http_filters"].as_vec().unwrap();
+    let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
+    let mutation = names
+        .iter()
+        .position(|n| *n == "envoy.filters.http.header_mutation")
+        .expect("header_mutation");
+    let ext_authz = names
+        .iter()
+        .position(|n| *n == "envoy.filters.http.ext_authz")
+        .expect("ext_authz");
+    assert!(
+        mutation < ext_authz,
+        "client identity headers are removed before the check"
+    );
+    let removed: Vec<&str> = filters[mutation]["typed_config"]["mutations"]["request_mutations"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["remove"].as_str())
+        .collect();
+    for h in IDENTITY_HEADERS {
+        assert!(removed.contains(&h.to_ascii_lowercase().as_str()), "{h}");
+    }
 }

@@ -256,9 +256,14 @@ pub fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Tools the README's test command installs (nginx, caddy, promtool). Under that command
+/// Tools the README's test command installs (nginx, caddy, promtool, traefik). Under that command
 /// (`REQUIRE_TEST_TOOLS=1`) a missing tool fails the test; a bare `cargo test` skips with a note.
+/// Looked up on PATH, in the system directories, then in `target/test-tools/`, where scripts/test links the
+/// tools it installs from PyPI (Traefik), so a bare `cargo test` finds them too once scripts/test has run.
 pub fn tool(name: &str) -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let found = std::env::var_os("PATH")
         .and_then(|paths| {
             std::env::split_paths(&paths)
@@ -268,7 +273,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         .or_else(|| {
             ["/usr/sbin", "/usr/bin", "/sbin"]
                 .iter()
-                .map(|d| PathBuf::from(d).join(name))
+                .map(PathBuf::from)
+                .chain([target.join("test-tools")])
+                .map(|d| d.join(name))
                 .find(|p| p.is_file())
         });
     if found.is_none() {

@@ -6,12 +6,15 @@
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
-//! - `deploy`: deploy/ manifests parse and hold what the docs rely on.
+//! - `deploy`: deploy/ manifests parse and hold what the docs rely on (server.proxy, header stripping, raw paths).
 //! - `rotation`: key/secret reload (poll, SIGHUP, Kubernetes symlinks) and graceful shutdown, on the real binary.
 //! - `rules`: requests read two ways (paths, case, hosts, sources), roles pinned to their project, identity values
 //!   an application would split or trim (issue 8); through the HTTP door.
 //! - `security`: sentinel secrets absent from logs/bodies/metrics, header injection, spoofing, key-file mode.
-//! - `e2e`: real nginx and Caddy with configs generated from deploy/.
+//! - `e2e`: real nginx, Caddy and Traefik with configs generated from deploy/ (ports only) and a recording upstream:
+//!   allow, deny, anonymous, IdP down, and issue 8's bypasses (`;`, case, area roots, double encoding, NUL, trailing
+//!   dots, full-width dots, trailing-dot hosts, identity headers in underscore spellings, tokens without `sub`),
+//!   each refused without the upstream being called.
 
 mod cache;
 mod commands;

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
 use crate::token::introspect::assertion::AssertionClaims;
-use crate::token::introspect::client::ASSERTION_TYPE;
+use crate::token::introspect::ASSERTION_TYPE;
 use crate::token::introspect::keyfile::{KeyFile, pkcs8_to_pkcs1};
 
 /// A new RSA-2048 API-application key in ZITADEL's download format (PKCS#1 PEM inside JSON).

@@ -5,6 +5,8 @@ pub mod assertion;
 pub mod client;
 pub mod keyfile;
 
+pub use client::ASSERTION_TYPE;
+
 use super::{IdpError, Introspection};
 
 /// Something that can introspect a token: the real client, or a stand-in in unit tests.

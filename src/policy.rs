@@ -1,5 +1,8 @@
-//! Who may pass: requirements (global, per rule, per check URL), rule selection for the original request, and the
-//! pure `decide(&TokenInfo, &Requirements, now)` that every /verify answer comes from.
+//! Who may pass: requirements (global, per rule, per check), rule selection for the original request, what one
+//! check requires (`Policy::requirements_for`), and the pure `decide(&TokenInfo, &Requirements, now)` that every
+//! answer comes from.
+
+use std::borrow::Cow;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -44,7 +47,7 @@ impl Requirements {
     }
 }
 
-/// Why a token was refused. The HTTP mapping lives in `http::verify`.
+/// Why a token was refused. Each door maps it to its own answer (`http::verify`, `grpc`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     /// The IdP says the token is not active (expired, revoked, not for this client, unknown).
@@ -63,6 +66,17 @@ impl Denial {
     /// 401 `invalid_token` rather than 403 `insufficient_scope`.
     pub fn is_invalid_token(&self) -> bool {
         matches!(self, Denial::NotActive | Denial::Expired | Denial::WrongAudience)
+    }
+
+    /// A machine-readable reason for the decision log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Denial::NotActive => "inactive",
+            Denial::Expired => "expired",
+            Denial::WrongAudience => "wrong_audience",
+            Denial::MissingScopes(_) => "missing_scope",
+            Denial::MissingRole => "missing_role",
+        }
     }
 
     pub fn description(&self) -> String {
@@ -272,6 +286,19 @@ pub struct Policy {
     pub deny_unmatched: bool,
 }
 
+/// What one check requires: the rule's (or global) requirements combined with the door's extra ones.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Required<'a> {
+    Anonymous {
+        rule: &'a str,
+    },
+    Require {
+        rule: Option<&'a str>,
+        requirements: Cow<'a, Requirements>,
+    },
+    DenyUnmatched,
+}
+
 /// What applies to one original request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Selection<'a> {
@@ -286,6 +313,42 @@ pub enum Selection<'a> {
 }
 
 impl Policy {
+    /// Rules need the original request; without rules it plays no part.
+    pub fn needs_original(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// The one answer to "what does this check require": the first matching rule (or the global policy, or
+    /// `deny_unmatched`) with `extra` (the check URL's query, gRPC context extensions) added. `original` is `None`
+    /// only when `needs_original` is false.
+    pub fn requirements_for<'a>(&'a self, original: Option<&OriginalRequest>, extra: &Requirements) -> Required<'a> {
+        let selection = match original {
+            Some(o) => self.select(o),
+            None if self.deny_unmatched => Selection::DenyUnmatched,
+            None => Selection::Require {
+                rule: None,
+                requirements: &self.global,
+            },
+        };
+        match selection {
+            Selection::Anonymous { rule } if extra.is_empty() => Required::Anonymous { rule },
+            // The operator's per-location demands apply on top of whatever else does, anonymous rules included.
+            Selection::Anonymous { rule } => Required::Require {
+                rule: Some(rule),
+                requirements: Cow::Owned(extra.clone()),
+            },
+            Selection::DenyUnmatched => Required::DenyUnmatched,
+            Selection::Require { rule, requirements } => Required::Require {
+                rule,
+                requirements: if extra.is_empty() {
+                    Cow::Borrowed(requirements)
+                } else {
+                    Cow::Owned(requirements.and(extra))
+                },
+            },
+        }
+    }
+
     /// First matching rule wins; otherwise the global policy, unless `deny_unmatched`.
     pub fn select(&self, req: &OriginalRequest) -> Selection<'_> {
         for rule in &self.rules {
@@ -609,6 +672,51 @@ mod tests {
             strict.select(&orig("GET", None, "/other", false)),
             Selection::DenyUnmatched
         );
+    }
+
+    #[test]
+    fn requirements_for_combines_the_rule_with_the_checks_extras() {
+        let p = policy();
+        let extra = req(&[], &[], &["ops"]);
+        match p.requirements_for(Some(&orig("GET", Some("a.example.com"), "/api/admin/x", false)), &extra) {
+            Required::Require {
+                rule: Some("admin"),
+                requirements,
+            } => assert_eq!(
+                requirements.roles,
+                vec![vec!["admin".to_string()], vec!["ops".to_string()]]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p.requirements_for(Some(&orig("GET", None, "/public/x", false)), &Requirements::default()),
+            Required::Anonymous { rule: "health" }
+        );
+        assert_eq!(
+            p.requirements_for(Some(&orig("GET", None, "/public/x", false)), &extra),
+            Required::Require {
+                rule: Some("health"),
+                requirements: Cow::Owned(extra.clone())
+            },
+            "the check's own demands are never dropped, not even by an anonymous rule"
+        );
+        let no_rules = Policy {
+            rules: vec![],
+            ..p.clone()
+        };
+        assert!(matches!(
+            no_rules.requirements_for(None, &Requirements::default()),
+            Required::Require {
+                rule: None,
+                requirements: Cow::Borrowed(_)
+            }
+        ));
+        let strict = Policy {
+            rules: vec![],
+            deny_unmatched: true,
+            ..p
+        };
+        assert_eq!(strict.requirements_for(None, &extra), Required::DenyUnmatched);
     }
 
     #[test]

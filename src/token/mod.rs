@@ -7,6 +7,7 @@ pub mod health;
 pub mod info;
 pub mod introspect;
 pub mod introspection;
+pub mod lookup;
 pub mod roles;
 
 pub use error::{IdpError, InvalidResponse};

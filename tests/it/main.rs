@@ -6,6 +6,8 @@
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
+//! - `monitoring`: deploy/monitoring/ (Grafana dashboard, alert rules, PrometheusRule, kustomize component): promtool
+//!   checks and unit tests, every query parses, every metric used exists in a real tokengate's /metrics.
 //! - `deploy`: deploy/ manifests parse and hold what the docs rely on (server.proxy, header stripping, raw paths).
 //! - `rotation`: key/secret reload (poll, SIGHUP, Kubernetes symlinks) and graceful shutdown, on the real binary.
 //! - `rules`: requests read two ways (paths, case, hosts, sources), roles pinned to their project, identity values
@@ -23,6 +25,7 @@ mod e2e;
 mod faults;
 mod helpers;
 mod metrics;
+mod monitoring;
 mod proxies;
 mod rotation;
 mod rules;

@@ -13,10 +13,7 @@ const FROM_PROMETHEUS: &[&str] = &["up"];
 
 /// Metrics the board and the alerts use before tokengate exports them. Delete an entry when its metric lands: the
 /// drift test fails while a listed name is exported or no longer used, so this list cannot go stale.
-const NOT_YET_EXPORTED: &[&str] = &[
-    // The proposed readiness gauge: 1 while /readyz answers 200, else 0. Readiness panels and TokengateNotReady.
-    "tokengate_ready",
-];
+const NOT_YET_EXPORTED: &[&str] = &[];
 
 /// Labels that come from the scrape target (Prometheus, the ServiceMonitor), not from tokengate.
 const TARGET_LABELS: &[&str] = &["job", "instance", "pod", "namespace"];

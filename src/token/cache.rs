@@ -113,7 +113,7 @@ impl MemoryCache {
             if e.life.wants_refresh(now) && !e.refresh_requested.swap(true, Ordering::Relaxed) {
                 self.counters.refreshes.inc();
                 let refresh_deadline = Instant::now() + self.refresh_timeout;
-                self.fetch(key, || request(token, key, client, refresh_deadline), None);
+                self.fetch(key, || request(token, key, client, refresh_deadline, true), None);
             }
             self.counters.hit.inc();
             return Ok(Hit {
@@ -122,7 +122,7 @@ impl MemoryCache {
             });
         }
         let (tx, rx) = oneshot::channel();
-        let joined = self.fetch(key, || request(token, key, client, deadline), Some(tx));
+        let joined = self.fetch(key, || request(token, key, client, deadline, false), Some(tx));
         let answer = rx.await.unwrap_or(Err(IdpError::WorkerGone));
         match answer {
             Ok((info, source)) => {
@@ -260,12 +260,13 @@ impl MemoryCache {
     }
 }
 
-fn request(token: &str, key: Key, client: ClientKey, deadline: Instant) -> LookupRequest {
+fn request(token: &str, key: Key, client: ClientKey, deadline: Instant, refresh: bool) -> LookupRequest {
     LookupRequest {
         token: Secret::new(token),
         key,
         client,
         deadline,
+        refresh,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct LookupRequest {
     pub client: ClientKey,
     /// The one deadline for the whole wait on the identity provider (slot, discovery, exchange).
     pub deadline: Instant,
+    /// A background refresh-ahead of an entry the caller still holds: a tier may answer it only with something
+    /// fresher than that entry (a shared tier whose value another replica already refreshed).
+    pub refresh: bool,
 }
 
 /// Where an answer came from, as the decision log and the lookup metrics name it.

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub credential_reloads: IntCounterVec,
     /// 1 while /readyz answers 200.
     pub ready: IntGauge,
+    /// Introspections waiting for a free slot of `idp.max_concurrent`.
+    pub idp_waiting: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
@@ -108,6 +110,10 @@ impl Metrics {
             "tokengate_ready",
             "1 while the service is ready (/readyz answers 200), else 0.",
         )?;
+        let idp_waiting = IntGauge::new(
+            "tokengate_idp_waiting",
+            "Introspections waiting for a free identity-provider slot (idp.max_concurrent).",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("tokengate_build_info", "Always 1; the version in a label."),
             &["version"],
@@ -123,7 +129,7 @@ impl Metrics {
         }
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(verify_requests.clone()),
             Box::new(verify_duration.clone()),
             Box::new(introspection_requests.clone()),
@@ -137,6 +143,7 @@ impl Metrics {
             Box::new(idp_errors.clone()),
             Box::new(credential_reloads.clone()),
             Box::new(ready.clone()),
+            Box::new(idp_waiting.clone()),
             Box::new(build_info.clone()),
         ];
         for c in collectors {
@@ -156,6 +163,7 @@ impl Metrics {
             idp_errors,
             credential_reloads,
             ready,
+            idp_waiting,
             build_info,
         })
     }

@@ -126,7 +126,7 @@ impl Introspector {
         Introspector {
             idp,
             auth,
-            slots: FairSlots::new(settings.max_concurrent),
+            slots: FairSlots::new(settings.max_concurrent, metrics.idp_waiting.clone()),
             health,
             mapping,
             roles,

@@ -22,6 +22,8 @@ struct State {
 pub struct FairSlots {
     max: usize,
     state: Mutex<State>,
+    /// `tokengate_idp_waiting`.
+    waiting: prometheus::IntGauge,
 }
 
 /// A held slot, given back (to the next client in turn) when dropped.
@@ -36,10 +38,11 @@ impl Drop for Slot<'_> {
 }
 
 impl FairSlots {
-    pub fn new(max: usize) -> FairSlots {
+    pub fn new(max: usize, waiting: prometheus::IntGauge) -> FairSlots {
         FairSlots {
             max: max.max(1),
             state: Mutex::new(State::default()),
+            waiting,
         }
     }
 
@@ -56,6 +59,7 @@ impl FairSlots {
                 state.turn.push_back(client);
             }
             state.queues.entry(client).or_default().push_back(tx);
+            self.waiting.inc();
             rx
         };
         match tokio::time::timeout_at(deadline.into(), &mut rx).await {
@@ -71,10 +75,29 @@ impl FairSlots {
                 rx.close();
                 if rx.try_recv().is_ok() {
                     self.release();
+                } else {
+                    self.forget_abandoned(client);
                 }
                 None
             }
         }
+    }
+
+    /// Drops the queued calls of `client` that gave up, so the queue (and `tokengate_idp_waiting`) holds only live
+    /// ones.
+    fn forget_abandoned(&self, client: ClientKey) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let Some(queue) = state.queues.get_mut(&client) else {
+            return;
+        };
+        let before = queue.len();
+        queue.retain(|tx| !tx.is_closed());
+        let removed = before - queue.len();
+        if queue.is_empty() {
+            state.queues.remove(&client);
+            state.turn.retain(|c| *c != client);
+        }
+        self.waiting.sub(i64::try_from(removed).unwrap_or(0));
     }
 
     /// Gives a slot to the first waiting call of the client whose turn it is, or frees it.
@@ -92,10 +115,11 @@ impl FairSlots {
                 state.queues.remove(&client);
             }
             // A waiter that gave up has dropped its receiver: try the next.
-            if let Some(tx) = next
-                && tx.send(()).is_ok()
-            {
-                return;
+            if let Some(tx) = next {
+                self.waiting.dec();
+                if tx.send(()).is_ok() {
+                    return;
+                }
             }
         }
         state.in_use = state.in_use.saturating_sub(1);
@@ -119,6 +143,10 @@ mod tests {
 
     fn client(n: u8) -> ClientKey {
         ClientKey(Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))))
+    }
+
+    fn gauge() -> prometheus::IntGauge {
+        prometheus::IntGauge::new("w", "w").unwrap()
     }
 
     fn later() -> Instant {
@@ -152,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flooding_client_does_not_make_others_wait_behind_its_queue() {
-        let slots = Arc::new(FairSlots::new(2));
+        let slots = Arc::new(FairSlots::new(2, gauge()));
         let held = [
             slots.acquire(client(1), later()).await.unwrap(),
             slots.acquire(client(1), later()).await.unwrap(),
@@ -176,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_and_work_conserving() {
-        let slots = FairSlots::new(3);
+        let slots = FairSlots::new(3, gauge());
         let a = slots.acquire(client(1), later()).await;
         let b = slots.acquire(client(1), later()).await;
         let c = slots.acquire(client(1), later()).await;
@@ -186,6 +214,11 @@ mod tests {
         );
         let soon = Instant::now() + Duration::from_millis(20);
         assert!(slots.acquire(client(2), soon).await.is_none(), "none past the deadline");
+        assert_eq!(
+            (slots.waiting(), slots.waiting.get()),
+            (0, 0),
+            "a waiter that gave up leaves the queue"
+        );
         drop(a);
         assert!(
             slots.acquire(client(2), later()).await.is_some(),

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod headers;
 pub mod health;
 pub mod info;
 pub mod introspect;

@@ -3,12 +3,15 @@
 //! check metrics. A door builds a `Check` and renders the `Decided` it gets back.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter};
 
 use crate::bearer::TokenError;
 use crate::clock::Clock;
+use crate::config::DecisionLog;
+use crate::logging::DECISION_TARGET;
 use crate::metrics::Metrics;
 use crate::original::OriginalRequest;
 use crate::policy::{Decision, Denial, Policy, Required, Requirements, decide};
@@ -166,6 +169,8 @@ pub struct Decided<'p> {
     pub rule: Option<&'p str>,
     /// Where the token's info came from, when it was looked up.
     pub source: Option<Source>,
+    /// The token's info when it was looked up and active, allowed or not: who was refused is worth logging.
+    pub identity: Option<Cached>,
 }
 
 /// Per door, per verdict; resolved once so a check does no label lookup.
@@ -181,6 +186,9 @@ pub struct Pipeline {
     /// `idp.timeout`: the whole budget of a check's wait on the identity provider.
     idp_timeout: Duration,
     counters: Counters,
+    decisions: DecisionLog,
+    /// Allowed checks seen, for the sampler.
+    allowed_seen: AtomicU64,
 }
 
 impl Pipeline {
@@ -189,6 +197,7 @@ impl Pipeline {
         cache: Arc<MemoryCache>,
         clock: Arc<dyn Clock>,
         idp_timeout: Duration,
+        decisions: DecisionLog,
         metrics: &Metrics,
     ) -> Pipeline {
         let counters = Counters {
@@ -203,6 +212,8 @@ impl Pipeline {
             clock,
             idp_timeout,
             counters,
+            decisions,
+            allowed_seen: AtomicU64::new(0),
         }
     }
 
@@ -234,6 +245,7 @@ impl Pipeline {
                     outcome: Outcome::Malformed(m),
                     rule: None,
                     source: None,
+                    identity: None,
                 },
                 None,
             ),
@@ -241,8 +253,24 @@ impl Pipeline {
         let verdict = decided.outcome.verdict();
         self.counters.verdicts[door as usize][verdict as usize].inc();
         self.counters.duration[door as usize].observe(started.elapsed().as_secs_f64());
-        log_decision(door, &decided, original.as_ref(), started);
+        if self.keep_line(verdict) {
+            log_decision(door, &decided, original.as_ref(), started);
+        }
         decided
+    }
+
+    /// Every denial gets a line; allowed checks in the configured share, spread evenly (the n-th allowed check is
+    /// kept when n × share crosses a whole number), so the share is exact and needs no random numbers.
+    fn keep_line(&self, verdict: Verdict) -> bool {
+        if !self.decisions.enabled {
+            return false;
+        }
+        if verdict != Verdict::Allowed || self.decisions.sample_allowed >= 1.0 {
+            return true;
+        }
+        let n = self.allowed_seen.fetch_add(1, Ordering::Relaxed) as f64;
+        let share = self.decisions.sample_allowed;
+        ((n + 1.0) * share).floor() > (n * share).floor()
     }
 
     async fn decide(
@@ -259,6 +287,7 @@ impl Pipeline {
                     outcome: Outcome::Anonymous,
                     rule: Some(rule),
                     source: None,
+                    identity: None,
                 };
             }
             Required::DenyUnmatched => {
@@ -266,15 +295,21 @@ impl Pipeline {
                     outcome: Outcome::Unmatched,
                     rule: None,
                     source: None,
+                    identity: None,
                 };
             }
             Required::Require { rule, requirements } => (rule, requirements),
         };
-        let with_rule = |outcome, source| Decided { outcome, rule, source };
+        let with_rule = |outcome, source, identity| Decided {
+            outcome,
+            rule,
+            source,
+            identity,
+        };
         let token = match token {
             Ok(t) => t,
-            Err(TokenError::Missing) => return with_rule(Outcome::NoToken, None),
-            Err(e) => return with_rule(Outcome::BadToken(e), None),
+            Err(TokenError::Missing) => return with_rule(Outcome::NoToken, None, None),
+            Err(e) => return with_rule(Outcome::BadToken(e), None, None),
         };
         let deadline = started + self.idp_timeout;
         let hit = match self.cache.get(token, client, deadline).await {
@@ -282,36 +317,43 @@ impl Pipeline {
             // The IdP's verdict on this one token (e.g. unsupported_token_type), not a failure of the service.
             Err(e @ IdpError::TokenRefused { .. }) => {
                 log::info!("token refused: {e}");
-                return with_rule(Outcome::Denied(Denial::NotActive), None);
+                return with_rule(Outcome::Denied(Denial::NotActive), None, None);
             }
             Err(e) => {
                 log::error!("cannot verify a token, answering 503: {e}");
-                return with_rule(Outcome::Unavailable(e), None);
+                return with_rule(Outcome::Unavailable(e), None, None);
             }
         };
+        let identity = hit.info.active.then(|| hit.info.clone());
         let outcome = match decide(&hit.info, &requirements, self.clock.now_secs()) {
             Decision::Allow => Outcome::Allow(hit.info),
             Decision::Deny(d) => Outcome::Denied(d),
         };
-        with_rule(outcome, Some(hit.source))
+        with_rule(outcome, Some(hit.source), identity)
     }
 }
 
-/// One line per decision (issue 13 grows this into the operators' decision log). Never the token, never a query.
+/// The one line per check (`log.decisions`): never the token, never the query (the path has none), no header
+/// beyond the fields named here. Unknown fields are left out.
 fn log_decision(door: Door, decided: &Decided<'_>, original: Option<&OriginalRequest>, started: Instant) {
-    if !log::log_enabled!(log::Level::Debug) {
+    if !log::log_enabled!(target: DECISION_TARGET, log::Level::Info) {
         return;
     }
-    let (method, host, path) = original.map_or(("-", "-", "-"), |o| {
-        (o.method.as_str(), o.host.as_deref().unwrap_or("-"), o.path.as_str())
-    });
-    log::debug!(
-        "decision: result={} reason={} rule={} door={} method={method} host={host} path={path} source={} duration_us={}",
-        decided.outcome.verdict().label(),
-        decided.outcome.reason(),
-        decided.rule.unwrap_or("(global policy)"),
-        door.label(),
-        decided.source.map_or("-", Source::label),
-        started.elapsed().as_micros()
+    let info = decided.identity.as_ref();
+    log::info!(
+        target: DECISION_TARGET,
+        result = decided.outcome.verdict().label(),
+        reason = decided.outcome.reason(),
+        rule = decided.rule.unwrap_or("(global policy)"),
+        method = original.map(|o| o.method.as_str()),
+        host = original.and_then(|o| o.host.as_deref()),
+        path = original.map(|o| o.path.as_str()),
+        sub = info.and_then(|i| i.subject()),
+        client_id = info.and_then(|i| i.client_id()),
+        org_id = info.and_then(|i| i.org_id()),
+        source = decided.source.map(Source::label),
+        door = door.label(),
+        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        "decision"
     );
 }

@@ -112,6 +112,7 @@ impl Application {
             cache,
             clock,
             config.idp.timeout,
+            config.log.decisions,
             &metrics,
         ));
 

@@ -1,4 +1,4 @@
-//! `[log]`: the log format.
+//! `[log]`: the log format and the decision log (one line per check).
 
 use serde::Deserialize;
 
@@ -14,12 +14,32 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
+    pub decisions: DecisionLog,
+}
+
+/// `log.decisions`, `log.decisions_sample_allowed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecisionLog {
+    pub enabled: bool,
+    /// The share of allowed checks that get a line; denials always do.
+    pub sample_allowed: f64,
+}
+
+impl Default for DecisionLog {
+    fn default() -> Self {
+        DecisionLog {
+            enabled: true,
+            sample_allowed: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RawLog {
     format: Option<String>,
+    decisions: Option<String>,
+    decisions_sample_allowed: Option<String>,
     #[serde(flatten)]
     pub(super) extra: Extra,
 }
@@ -33,5 +53,20 @@ pub(super) fn validate(c: &mut Collector, raw: RawLog) -> LogConfig {
             LogFormat::Text
         }
     };
-    LogConfig { format }
+    let enabled = c.boolean_or("log.decisions", raw.decisions.as_deref(), true);
+    let sample_allowed = c.number(
+        "log.decisions_sample_allowed",
+        raw.decisions_sample_allowed.as_deref(),
+        1.0f64,
+    );
+    if !(0.0..=1.0).contains(&sample_allowed) {
+        c.err("log.decisions_sample_allowed", "must be between 0 and 1");
+    }
+    LogConfig {
+        format,
+        decisions: DecisionLog {
+            enabled,
+            sample_allowed,
+        },
+    }
 }

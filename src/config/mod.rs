@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use self::collect::Collector;
-pub use self::log::{LogConfig, LogFormat};
+pub use self::log::{DecisionLog, LogConfig, LogFormat};
 pub use self::policy::PolicyConfig;
 pub use self::server::{ProxyMode, ServerConfig};
 use crate::bearer::TokenSources;

@@ -156,6 +156,7 @@ mod tests {
             outcome,
             rule: None,
             source: None,
+            identity: None,
         }
     }
 

@@ -313,7 +313,30 @@ pub fn logs() -> &'static std::sync::Mutex<Vec<String>> {
             if let Some(lines) = LINES.get()
                 && let Ok(mut l) = lines.lock()
             {
-                l.push(format!("{} {} {}", record.level(), record.target(), record.args()));
+                // Key-values as ` key=value` (null ones left out), as the text log format prints them.
+                struct Kvs(String);
+                impl<'kvs> log::kv::VisitSource<'kvs> for Kvs {
+                    fn visit_pair(
+                        &mut self,
+                        k: log::kv::Key<'kvs>,
+                        v: log::kv::Value<'kvs>,
+                    ) -> Result<(), log::kv::Error> {
+                        let text = v.to_string();
+                        if text != "None" && text != "()" {
+                            self.0.push_str(&format!(" {k}={text}"));
+                        }
+                        Ok(())
+                    }
+                }
+                let mut kvs = Kvs(String::new());
+                let _ = record.key_values().visit(&mut kvs);
+                l.push(format!(
+                    "{} {} {}{}",
+                    record.level(),
+                    record.target(),
+                    record.args(),
+                    kvs.0
+                ));
             }
         }
         fn flush(&self) {}

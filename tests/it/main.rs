@@ -2,6 +2,8 @@
 //! - `helpers`: starting the ZITADEL double and tokengate on port 0, HTTP helpers. No tests.
 //! - `verify`: the /verify contract against the double (allow, 401s, 403s, 503s, Basic auth, readiness).
 //! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
+//! - `decisions`: the decision log on the real binary: one line per check, its exact fields (JSON and text), no
+//!   secrets, the sampler.
 //! - `commands`: the `check`, `introspect` and `dev` subcommands, run as the real binary.
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
@@ -20,6 +22,7 @@
 
 mod cache;
 mod commands;
+mod decisions;
 mod deploy;
 mod e2e;
 mod faults;

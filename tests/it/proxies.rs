@@ -89,7 +89,7 @@ async fn envoy_path_prefix_checks() {
         );
     }
     assert!(
-        logged("rule=admin-api door=http method=GET host=shop.example.com path=/api/admin/users"),
+        logged("rule=admin-api method=GET host=shop.example.com path=/api/admin/users"),
         "the matching rule is named, with the request as Envoy described it"
     );
     assert!(

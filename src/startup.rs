@@ -113,6 +113,7 @@ impl Application {
             clock,
             config.idp.timeout,
             config.log.decisions,
+            &config.headers,
             &metrics,
         ));
 

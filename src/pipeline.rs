@@ -347,7 +347,7 @@ impl Pipeline {
             return;
         }
         let info = decided.identity.as_ref();
-        let identity = |i: usize| Some(info?.header_text(self.identity_headers[i]?)?);
+        let identity = |i: usize| info?.header_text(self.identity_headers[i]?);
         log::info!(
             target: DECISION_TARGET,
             result = decided.outcome.verdict().label(),

@@ -3,6 +3,8 @@
 //! - `verify`: the /verify contract against the double (allow, 401s, 403s, 503s, Basic auth, readiness).
 //! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
 //! - `commands`: the `check`, `introspect` and `dev` subcommands, run as the real binary.
+//! - `dev_idp`: the ZITADEL double itself: an independent OIDC client (openidconnect) against its discovery, key
+//!   set and JWTs; key-set headers, faults and counter; rotation order; introspection of its own JWTs.
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
@@ -19,6 +21,7 @@
 mod cache;
 mod commands;
 mod deploy;
+mod dev_idp;
 mod e2e;
 mod faults;
 mod helpers;

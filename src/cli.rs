@@ -55,7 +55,7 @@ pub enum Command {
     /// Read one token from standard input; print its introspection and the decision /verify would take.
     Introspect,
     /// DEVELOPMENT ONLY: run an embedded ZITADEL-like identity provider and the sidecar wired to it.
-    /// (Absent from builds without the default `dev-idp` feature.)
+    // Absent from builds without the default `dev-idp` feature: clap then reports an unknown subcommand.
     #[cfg(feature = "dev-idp")]
     Dev {
         /// Where the sidecar listens.

@@ -194,7 +194,7 @@ async fn stats(idp: web::Data<DevIdp>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "introspections": idp.introspections(),
         "jwks_fetches": idp.jwks_fetches(),
-        "signing_kid": idp.signing_kid().ok(),
+        "signing_kid": idp.signing_kid_if_made(),
     }))
 }
 

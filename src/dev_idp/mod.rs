@@ -278,6 +278,12 @@ impl DevIdp {
             .ok_or(DevIdpError::UnknownKey)
     }
 
+    /// Like `signing_kid`, without making the first key when none was needed yet (for `/dev/stats`).
+    fn signing_kid_if_made(&self) -> Option<String> {
+        let keys = self.inner.keys.read().ok()?;
+        keys.as_ref()?.active().map(|k| k.kid().to_string())
+    }
+
     /// Every published key and its state, in publication order.
     pub fn keys(&self) -> Result<Vec<(String, KeyState)>, DevIdpError> {
         self.read_keys(KeyRing::states)

@@ -41,6 +41,11 @@ impl TestIdp {
         self.idp.mint(spec)
     }
 
+    /// A JWT access token signed by the double's active key (RS256 unless rotated to another algorithm).
+    pub fn mint_jwt(&self, spec: TokenSpec) -> String {
+        self.idp.mint_jwt(spec).unwrap()
+    }
+
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }

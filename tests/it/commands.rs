@@ -222,8 +222,8 @@ async fn dev_mode_prints_a_curl_that_works() {
     assert_eq!(jwt.split('.').count(), 3, "a JWS: {jwt}");
     let jwt_mint_url = lines
         .iter()
-        .find(|l| l.contains("format=jwt"))
-        .and_then(|l| l.split('\'').nth(1))
+        .filter(|l| l.contains("format=jwt"))
+        .find_map(|l| l.split('\'').nth(1))
         .expect("a JWT mint line")
         .to_string();
     let verify_url = curl.rsplit(' ').next().unwrap().to_string();

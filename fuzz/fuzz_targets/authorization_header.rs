@@ -7,8 +7,7 @@
 
 use actix_web::http::header::{AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tokengate::config::TokenConfig;
-use tokengate::http::verify::{MAX_TOKEN_LEN, extract_token, parse_bearer};
+use tokengate::bearer::{MAX_TOKEN_LEN, TokenError, TokenSources, extract_token, parse_bearer};
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn assert_b64token(token: &str, what: &str) {
@@ -28,7 +27,7 @@ fn assert_b64token(token: &str, what: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let sources = TokenConfig {
+    let sources = TokenSources {
         cookie: Some("access_token".into()),
         header: Some("x-forwarded-access-token".into()),
     };
@@ -54,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     for value in &values {
-        if let Ok(token) = parse_bearer(value) {
+        if let Ok(token) = value.to_str().map_err(|_| TokenError::BadCharacters).and_then(parse_bearer) {
             assert_b64token(token, "parse_bearer");
             // The token is the value's tail: nothing is decoded or rebuilt.
             assert!(
@@ -77,14 +76,14 @@ fuzz_target!(|data: &[u8]| {
     if auth.len() == 1 {
         assert_eq!(
             result,
-            parse_bearer(auth[0]),
+            auth[0].to_str().map_err(|_| TokenError::BadCharacters).and_then(parse_bearer),
             "extract_token differs from parse_bearer on the one Authorization"
         );
     }
     // Without configured sources only Authorization counts.
-    let plain = extract_token(&headers, &TokenConfig::default());
+    let plain = extract_token(&headers, &TokenSources::default());
     if auth.is_empty() {
-        assert_eq!(plain, Err(tokengate::http::verify::TokenError::Missing));
+        assert_eq!(plain, Err(TokenError::Missing));
     } else {
         assert_eq!(plain, result, "the other sources changed an Authorization result");
     }

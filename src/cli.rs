@@ -6,18 +6,21 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use crate::bearer::{TokenError, parse_bearer};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, ClientAuthConfig, Config, Sources};
+use crate::config::{self, Config, Sources};
 use crate::dev_idp::{DevIdp, TokenSpec};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, decide};
+use crate::secret::Secret;
 use crate::startup::{Application, Listeners};
-use crate::token::introspect::Introspect;
-use crate::token::introspect::client::{ClientSetup, Credentials, IdpClient};
-use crate::token::{IdpError, TokenInfo};
+use crate::token::introspect::credentials::{ClientAuthConfig, Credentials};
+use crate::token::introspect::thread::IdpContext;
+use crate::token::{IdpError, IdpHealth, TokenInfo};
 
 /// Bad configuration or usage (sysexits EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -124,7 +127,7 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
 }
 
 async fn start(config: Config, credentials: Credentials, listeners: Listeners) -> std::io::Result<()> {
-    let (registry, metrics) = Metrics::new_registry().map_err(std::io::Error::other)?;
+    let (registry, metrics) = Metrics::new_registry(&IdpError::LABELS).map_err(std::io::Error::other)?;
     let app = Application::build(
         config,
         credentials,
@@ -143,12 +146,15 @@ async fn start(config: Config, credentials: Credentials, listeners: Listeners) -
     Ok(())
 }
 
-/// The introspection client for a one-shot command, on the current thread.
-fn one_shot_client(config: &Config, credentials: Credentials) -> Result<IdpClient, ExitCode> {
-    let metrics = Metrics::register(&prometheus::Registry::new()).map_err(|e| fail(1, e))?;
-    ClientSetup::new(&config.idp, credentials, Arc::new(metrics))
-        .map(ClientSetup::into_local)
-        .map_err(|e| fail(EXIT_CONFIG, format!("config error: {e}")))
+/// The IdP context for a one-shot command, on the current thread.
+fn one_shot(config: &Config, credentials: Credentials) -> Result<IdpContext, ExitCode> {
+    let metrics = Metrics::register(&prometheus::Registry::new(), &[]).map_err(|e| fail(1, e))?;
+    let http = config
+        .idp
+        .http_setup()
+        .map_err(|e| fail(EXIT_CONFIG, format!("config error: {e}")))?;
+    let auth = config.idp.authenticator(credentials, &metrics, false);
+    Ok(config.idp.context(&http, auth, Arc::new(IdpHealth::default())))
 }
 
 fn exit_for(e: &IdpError) -> u8 {
@@ -157,6 +163,7 @@ fn exit_for(e: &IdpError) -> u8 {
         IdpError::InvalidResponse(_)
         | IdpError::ResponseTooLarge
         | IdpError::Redirect(_)
+        | IdpError::Discovery(_)
         | IdpError::TokenRefused { .. } => EXIT_PROTOCOL,
         _ => EXIT_UNAVAILABLE,
     }
@@ -169,12 +176,13 @@ fn check(file: Option<PathBuf>) -> ExitCode {
     };
     crate::logging::init(config.log.format);
     warn_if_world_readable(&config.idp.auth);
-    let client = match one_shot_client(&config, credentials) {
+    let ctx = match one_shot(&config, credentials) {
         Ok(c) => c,
         Err(code) => return code,
     };
     actix_web::rt::System::new().block_on(async move {
-        let endpoints = match client.endpoints().await {
+        let deadline = || Instant::now() + config.idp.timeout;
+        let endpoints = match ctx.endpoints(deadline()).await {
             Ok(e) => e.clone(),
             Err(e) => {
                 return fail(
@@ -184,15 +192,15 @@ fn check(file: Option<PathBuf>) -> ExitCode {
             }
         };
         // A random token no IdP has issued: a correct setup gets {"active": false}.
-        let probe = crate::token::introspect::assertion::new_jti();
-        match client.introspect(&probe).await {
+        let probe = Secret::new(crate::token::introspect::assertion::new_jti());
+        match ctx.introspect(&probe, None, deadline()).await {
             Ok(i) if !i.active => {
                 let c = &config;
                 println!("tokengate check: OK");
                 println!("  issuer (assertion aud): {}", endpoints.issuer);
                 println!("  introspection endpoint: {}", endpoints.introspection);
-                println!("  client id:              {}", client.credentials().client_id());
-                println!("  auth method:            {}", client.credentials().method());
+                println!("  client id:              {}", ctx.auth.credentials().client_id());
+                println!("  auth method:            {}", ctx.auth.credentials().method());
                 println!("  timeout:                {:?}, max concurrent calls {}", c.idp.timeout, c.idp.max_concurrent);
                 println!("  assertion reuse:        {}", c.idp.assertion_reuse);
                 println!(
@@ -229,19 +237,25 @@ fn introspect(file: Option<PathBuf>) -> ExitCode {
     if std::io::stdin().read_to_string(&mut input).is_err() {
         return fail(EXIT_CONFIG, "cannot read the token from standard input");
     }
-    let token = input.trim().trim_start_matches("Bearer ").trim().to_string();
-    if token.is_empty() {
+    let input = input.trim();
+    if input.is_empty() {
         return fail(
             EXIT_CONFIG,
             "no token on standard input (pipe it in; argv would land in shell history)",
         );
     }
-    let client = match one_shot_client(&config, credentials) {
+    // The token alone, or a whole `Bearer …` value, read as /verify reads it.
+    let token = match parse_bearer(input) {
+        Ok(t) => Secret::new(t),
+        Err(TokenError::WrongScheme) => Secret::new(input),
+        Err(e) => return fail(EXIT_CONFIG, format!("the token on standard input is not usable: {e}")),
+    };
+    let ctx = match one_shot(&config, credentials) {
         Ok(c) => c,
         Err(code) => return code,
     };
     actix_web::rt::System::new().block_on(async move {
-        let i = match client.introspect(&token).await {
+        let i = match ctx.introspect(&token, None, Instant::now() + config.idp.timeout).await {
             Ok(i) => i,
             Err(e) => return fail(exit_for(&e), format!("introspection failed: {e}")),
         };

@@ -1,9 +1,15 @@
-//! tokengate: a forward-auth sidecar that answers nginx, Envoy, Traefik and Caddy checks by introspecting bearer
-//! tokens at ZITADEL (RFC 7662, JWT-profile client authentication), with a cache that makes repeat checks cheap.
+//! tokengate: a forward-auth sidecar that answers nginx, Envoy, Traefik and Caddy checks by verifying bearer tokens
+//! at ZITADEL (RFC 7662 introspection with JWT-profile client authentication), with a cache that makes repeat
+//! checks cheap.
 //!
-//! The path of a check: `main` → `startup::Application` → `http::verify::verify` → `policy::decide`.
+//! From `main` to the decision in four hops: `main` → `cli::run` → `startup::Application::build`, which wires the
+//! verifier layers into the one `pipeline::Pipeline` every front door calls → `Pipeline::check` →
+//! `policy::decide`. Doors translate (`http::verify`), the pipeline decides, verifiers know tokens (`token`).
 
+pub mod answer;
+pub mod bearer;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dev_idp;
@@ -11,6 +17,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod original;
+pub mod pipeline;
 pub mod policy;
 pub mod secret;
 pub mod startup;

@@ -1,51 +1,15 @@
 //! Prometheus metrics: one struct of handles registered on a registry made at start-up (never globals), so each
 //! test has its own. Labels carry outcomes only: never a token, user, client or path.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-
-/// How a /verify check ended, as `tokengate_verify_requests_total{result}` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyResult {
-    Allowed,
-    Unauthenticated,
-    Forbidden,
-    Unavailable,
-    BadRequest,
-}
-
-impl VerifyResult {
-    pub const ALL: [VerifyResult; 5] = [
-        VerifyResult::Allowed,
-        VerifyResult::Unauthenticated,
-        VerifyResult::Forbidden,
-        VerifyResult::Unavailable,
-        VerifyResult::BadRequest,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            VerifyResult::Allowed => "allowed",
-            VerifyResult::Unauthenticated => "unauthenticated",
-            VerifyResult::Forbidden => "forbidden",
-            VerifyResult::Unavailable => "unavailable",
-            VerifyResult::BadRequest => "bad_request",
-        }
-    }
-}
-
-/// Per-label handles resolved once, so the per-check path does no label lookup.
-pub struct Labelled {
-    /// Indexed by `VerifyResult as usize`.
-    verify: [IntCounter; 5],
-    pub hit: IntCounter,
-    pub miss: IntCounter,
-    pub stale: IntCounter,
-}
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
-    pub labelled: Labelled,
+    /// `{door, result}`: the door a check came through (`http`, `grpc`) and how it ended.
     pub verify_requests: IntCounterVec,
-    pub verify_duration: Histogram,
+    /// `{door}`.
+    pub verify_duration: HistogramVec,
     pub introspection_requests: IntCounterVec,
     pub introspection_duration: Histogram,
     pub cache_lookups: IntCounterVec,
@@ -56,46 +20,36 @@ pub struct Metrics {
     pub rejected_header_values: IntCounter,
     pub idp_errors: IntCounterVec,
     pub credential_reloads: IntCounterVec,
+    /// 1 while /readyz answers 200.
+    pub ready: IntGauge,
+    /// Introspections waiting for a free slot of `idp.max_concurrent`.
+    pub idp_waiting: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
 pub const INTROSPECTION_OUTCOMES: &[&str] = &["active", "inactive", "error"];
 pub const CACHE_RESULTS: &[&str] = &["hit", "miss", "stale"];
-pub const IDP_ERROR_KINDS: &[&str] = &[
-    "unreachable",
-    "timeout",
-    "server_error",
-    "rate_limited",
-    "credentials_rejected",
-    "token_refused",
-    "invalid_response",
-    "response_too_large",
-    "redirect",
-    "discovery",
-    "signing",
-    "overloaded",
-    "internal",
-];
-
-impl Labelled {
-    pub fn verify(&self, result: VerifyResult) -> &IntCounter {
-        &self.verify[result as usize]
-    }
-}
 
 impl Metrics {
-    pub fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
+    /// Registers every family on `registry`; `idp_error_kinds` are the labels of `tokengate_idp_errors_total`,
+    /// made visible at zero from the start (the error type owns them).
+    pub fn register(registry: &Registry, idp_error_kinds: &[&str]) -> Result<Metrics, prometheus::Error> {
         let verify_requests = IntCounterVec::new(
             Opts::new(
                 "tokengate_verify_requests_total",
-                "Checks answered on /verify, by result.",
+                "Checks answered, by front door and result.",
             ),
-            &["result"],
+            &["door", "result"],
         )?;
-        let verify_duration = Histogram::with_opts(
-            HistogramOpts::new("tokengate_verify_duration_seconds", "Time to answer a /verify check.").buckets(vec![
+        let verify_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokengate_verify_duration_seconds",
+                "Time to answer a check, by front door.",
+            )
+            .buckets(vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
+            &["door"],
         )?;
         let introspection_requests = IntCounterVec::new(
             Opts::new(
@@ -152,6 +106,14 @@ impl Metrics {
         for r in ["applied", "rejected"] {
             credential_reloads.with_label_values(&[r]);
         }
+        let ready = IntGauge::new(
+            "tokengate_ready",
+            "1 while the service is ready (/readyz answers 200), else 0.",
+        )?;
+        let idp_waiting = IntGauge::new(
+            "tokengate_idp_waiting",
+            "Introspections waiting for a free identity-provider slot (idp.max_concurrent).",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("tokengate_build_info", "Always 1; the version in a label."),
             &["version"],
@@ -162,12 +124,12 @@ impl Metrics {
         for r in CACHE_RESULTS {
             cache_lookups.with_label_values(&[*r]);
         }
-        for k in IDP_ERROR_KINDS {
+        for k in idp_error_kinds {
             idp_errors.with_label_values(&[*k]);
         }
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(verify_requests.clone()),
             Box::new(verify_duration.clone()),
             Box::new(introspection_requests.clone()),
@@ -180,20 +142,14 @@ impl Metrics {
             Box::new(rejected_header_values.clone()),
             Box::new(idp_errors.clone()),
             Box::new(credential_reloads.clone()),
+            Box::new(ready.clone()),
+            Box::new(idp_waiting.clone()),
             Box::new(build_info.clone()),
         ];
         for c in collectors {
             registry.register(c)?;
         }
-        let c = |r: &str| cache_lookups.with_label_values(&[r]);
-        let labelled = Labelled {
-            verify: VerifyResult::ALL.map(|r| verify_requests.with_label_values(&[r.label()])),
-            hit: c("hit"),
-            miss: c("miss"),
-            stale: c("stale"),
-        };
         Ok(Metrics {
-            labelled,
             verify_requests,
             verify_duration,
             introspection_requests,
@@ -206,37 +162,19 @@ impl Metrics {
             rejected_header_values,
             idp_errors,
             credential_reloads,
+            ready,
+            idp_waiting,
             build_info,
         })
     }
 
     /// A registry of our metrics plus the process collector (`process_*`), as `serve` exposes it.
-    pub fn new_registry() -> Result<(Registry, Metrics), prometheus::Error> {
+    pub fn new_registry(idp_error_kinds: &[&str]) -> Result<(Registry, Metrics), prometheus::Error> {
         let registry = Registry::new();
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        let metrics = Metrics::register(&registry)?;
+        let metrics = Metrics::register(&registry, idp_error_kinds)?;
         Ok((registry, metrics))
-    }
-
-    pub fn idp_error(&self, err: &crate::token::IdpError) {
-        use crate::token::IdpError::*;
-        let kind = match err {
-            Unreachable(_) => "unreachable",
-            Timeout => "timeout",
-            ServerError(_) => "server_error",
-            RateLimited => "rate_limited",
-            CredentialsRejected { .. } => "credentials_rejected",
-            TokenRefused { .. } => "token_refused",
-            InvalidResponse(_) => "invalid_response",
-            ResponseTooLarge => "response_too_large",
-            Redirect(_) => "redirect",
-            Discovery(_) => "discovery",
-            Signing(_) => "signing",
-            Overloaded => "overloaded",
-            WorkerGone => "internal",
-        };
-        self.idp_errors.with_label_values(&[kind]).inc();
     }
 }
 

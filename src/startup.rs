@@ -1,8 +1,9 @@
-//! Wiring: builds the cache, the introspection worker (on its own thread) and the HTTP servers on listeners the
-//! caller binds, so tests pass port 0 and read the port back.
+//! Wiring: the verifier layers (memory cache → introspection on the IdP thread), the pipeline, its background
+//! tasks, and the HTTP servers on listeners the caller binds, so tests pass port 0 and read the port back.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
@@ -12,15 +13,22 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::policy::Policy;
+use crate::pipeline::Pipeline;
 use crate::token::IdpHealth;
-use crate::token::cache::{self, CacheParts, TokenCache};
-use crate::token::introspect::client::{ClientSetup, Credentials};
+use crate::token::cache::MemoryCache;
+use crate::token::introspect::credentials::Credentials;
+use crate::token::introspect::http::TlsError;
+use crate::token::introspect::thread::IdpThread;
+use crate::token::introspect::{Introspector, reload};
+use crate::token::lookup::Lookup;
+
+/// How often expired entries are dropped from memory.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("{0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     #[error("cannot start the server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -30,7 +38,8 @@ pub struct Application {
     metrics_server: Option<Server>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
-    pub cache: TokenCache,
+    pub pipeline: Arc<Pipeline>,
+    pub health: Arc<IdpHealth>,
 }
 
 pub struct Listeners {
@@ -48,7 +57,7 @@ impl Listeners {
 }
 
 impl Application {
-    /// Must be called inside an actix system (the servers are spawned on it when run).
+    /// Must be called inside an actix system (the servers and background tasks are spawned on it).
     pub fn build(
         config: Config,
         credentials: Credentials,
@@ -58,34 +67,65 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartupError> {
         let health = Arc::new(IdpHealth::default());
-        let (token_cache, worker) = cache::new(CacheParts {
-            settings: config.cache.clone(),
-            mapping: config.headers.clone(),
-            roles: config.policy.roles.clone(),
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            health: health.clone(),
-            max_concurrent: config.idp.max_concurrent,
-            wait_limit: config.idp.timeout,
-        });
-        let client = ClientSetup::new(&config.idp, credentials, metrics.clone()).map_err(StartupError::Tls)?;
-        // The client is built here so TLS errors stop start-up, then moved: its awc half is created on the thread.
-        worker.run_on_thread(move || client.into_local())?;
 
+        // The origin: introspection, its HTTP on the IdP thread, discovery warm-up and key-file watching there.
+        let http_setup = config.idp.http_setup()?;
+        let auth = config.idp.authenticator(credentials, &metrics, true);
+        let idp = {
+            let (settings, auth, health) = (config.idp.clone(), auth.clone(), health.clone());
+            IdpThread::start(move || settings.context(&http_setup, auth, health))?
+        };
+        idp.spawn(|ctx| ctx.warm_up());
+        {
+            let (auth_config, interval) = (config.idp.auth.clone(), config.idp.reload_interval);
+            let reloads = metrics.credential_reloads.clone();
+            idp.spawn(move |ctx| reload::watch(ctx, auth_config, interval, reloads));
+        }
+        let origin: Arc<dyn Lookup> = Arc::new(Introspector::new(
+            idp,
+            &config.idp,
+            auth,
+            health.clone(),
+            config.headers.clone(),
+            config.policy.roles.clone(),
+            &metrics,
+        ));
+
+        // The memory cache in front, and the pipeline every door calls.
+        let cache = Arc::new(MemoryCache::new(
+            config.cache.clone(),
+            origin,
+            clock.clone(),
+            &metrics,
+            config.idp.timeout,
+        ));
+        let sweeper = cache.clone();
+        actix_web::rt::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                sweeper.sweep();
+            }
+        });
+        let pipeline = Arc::new(Pipeline::new(
+            config.policy.policy(),
+            cache,
+            clock,
+            config.idp.timeout,
+            config.log.decisions,
+            &metrics,
+        ));
+
+        // The HTTP door.
         let state = web::Data::new(AppState {
-            cache: token_cache.clone(),
-            policy: Policy {
-                global: config.policy.global.clone(),
-                rules: config.policy.rules.clone(),
-                deny_unmatched: config.policy.deny_unmatched,
-            },
+            pipeline: pipeline.clone(),
             proxy: config.server.proxy,
             strict_paths: config.policy.strict_paths,
             token_sources: config.token.clone(),
+            client_address: config.server.client_address,
             header_mapping: config.headers.clone(),
             metrics,
             health: health.clone(),
-            clock,
             registry,
             retry_after_secs: config.idp.timeout.as_secs().max(1),
         });
@@ -121,7 +161,8 @@ impl Application {
             metrics_server,
             addr,
             metrics_addr,
-            cache: token_cache,
+            pipeline,
+            health,
         })
     }
 

@@ -11,27 +11,26 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::clock::Clock;
-use crate::config::TokenConfig;
+use crate::bearer::TokenSources;
+use crate::client::ClientAddress;
+use crate::config::ProxyMode;
 use crate::metrics::Metrics;
-use crate::policy::Policy;
-use crate::token::cache::TokenCache;
+use crate::pipeline::Pipeline;
 use crate::token::{HeaderRule, IdpHealth};
 
 /// Everything a request handler needs, shared by all workers.
 pub struct AppState {
-    pub cache: TokenCache,
-    pub policy: Policy,
+    pub pipeline: Arc<Pipeline>,
     /// `server.proxy`: which headers describe the original request.
-    pub proxy: crate::config::ProxyMode,
+    pub proxy: ProxyMode,
     /// `policy.strict_paths`.
     pub strict_paths: bool,
-    pub token_sources: TokenConfig,
+    pub token_sources: TokenSources,
+    pub client_address: ClientAddress,
     /// `[headers]`: names for the identity-header values cached in each `TokenInfo`.
     pub header_mapping: Vec<HeaderRule>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<IdpHealth>,
-    pub clock: Arc<dyn Clock>,
     pub registry: prometheus::Registry,
     pub retry_after_secs: u64,
 }

@@ -1,43 +1,28 @@
-//! The introspection cache and the worker behind it: SHA-256-keyed entries with TTL rules (capped by the token's
-//! `exp`, negative entries, refresh-ahead, stale-if-error), and one introspection worker thread that coalesces
-//! concurrent misses for a token into one IdP call and bounds the calls in flight.
-//!
-//! Why a worker thread: actix-web runs one single-threaded runtime per worker and awc clients are not `Send`, so
-//! misses from all workers are funnelled to one thread that owns the IdP client, its connection pool and the
-//! in-flight table. Hits never leave the request's thread.
+//! The memory cache in front of every other verifier layer: SHA-256-keyed entries that live by `Lifetimes`,
+//! concurrent misses for one token coalesced into one call to the next layer, refresh-ahead in the background,
+//! and stale-if-error. Hits never leave the caller's thread and never allocate beyond an `Arc` clone.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use futures_util::FutureExt;
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::oneshot;
 
-use super::introspect::Introspect;
-use super::{HeaderRule, IdpError, IdpHealth, Introspection, RoleScope, TokenInfo};
+use super::error::IdpError;
+use super::info::TokenInfo;
+use super::lookup::{CacheSettings, ClientKey, Key, Lifetimes, Lookup, LookupRequest, Source, key_of};
 use crate::clock::Clock;
-use crate::config::CacheConfig;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
-/// SHA-256 of the token: the cache never holds a token.
-pub type Key = [u8; 32];
-
-pub fn key_of(token: &str) -> Key {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// A cached introspection; the `TokenInfo` sits inline so that an entry is one allocation, not two.
+/// A cached answer; the `TokenInfo` sits inline so that an entry is one allocation, not two.
 pub struct Entry {
     info: TokenInfo,
-    /// Times in clock milliseconds.
-    created: u64,
-    fresh_until: u64,
-    refresh_at: Option<u64>,
-    stale_until: u64,
+    life: Lifetimes,
     refresh_requested: AtomicBool,
 }
 
@@ -58,319 +43,430 @@ impl std::fmt::Debug for Cached {
     }
 }
 
-type Outcome = Result<Cached, IdpError>;
-
-struct Job {
-    key: Key,
-    token: Secret,
-    reply: Option<oneshot::Sender<Outcome>>,
-    refresh: bool,
+/// A token's info and where it came from.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub info: Cached,
+    pub source: Source,
 }
 
-/// State shared by the request threads and the worker.
-struct Store {
-    entries: moka::sync::Cache<Key, Arc<Entry>>,
-    settings: CacheConfig,
-    mapping: Vec<HeaderRule>,
-    roles: RoleScope,
+type Answer = Result<(Cached, Source), IdpError>;
+
+/// Counters resolved once, so a hit does no label lookup.
+struct Counters {
+    hit: IntCounter,
+    miss: IntCounter,
+    stale: IntCounter,
+    coalesced: IntCounter,
+    refreshes: IntCounter,
+    entries: IntGauge,
+}
+
+pub struct MemoryCache {
+    entries: quick_cache::sync::Cache<Key, Arc<Entry>>,
+    /// Calls to the next layer in progress, with whoever waits for them.
+    in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Answer>>>>,
+    next: Arc<dyn Lookup>,
+    settings: CacheSettings,
     clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    health: Arc<IdpHealth>,
+    /// `idp.timeout`, the budget of a background refresh.
+    refresh_timeout: Duration,
+    counters: Counters,
 }
 
-impl Store {
-    /// Builds the entry for a fresh answer and keeps it if the rules allow; returns what the caller gets.
-    fn insert(&self, key: Key, introspection: &Introspection) -> Cached {
-        let info = TokenInfo::from_introspection(introspection, &self.mapping, &self.roles);
-        if info.rejected_headers > 0 {
-            self.metrics
-                .rejected_header_values
-                .inc_by(u64::from(info.rejected_headers));
+impl MemoryCache {
+    pub fn new(
+        settings: CacheSettings,
+        next: Arc<dyn Lookup>,
+        clock: Arc<dyn Clock>,
+        metrics: &Metrics,
+        refresh_timeout: Duration,
+    ) -> Self {
+        let lookups = |r: &str| metrics.cache_lookups.with_label_values(&[r]);
+        MemoryCache {
+            entries: quick_cache::sync::Cache::new(usize::try_from(settings.max_entries).unwrap_or(usize::MAX)),
+            in_flight: Mutex::new(HashMap::new()),
+            next,
+            settings,
+            clock,
+            refresh_timeout,
+            counters: Counters {
+                hit: lookups("hit"),
+                miss: lookups("miss"),
+                stale: lookups("stale"),
+                coalesced: metrics.coalesced.clone(),
+                refreshes: metrics.cache_refreshes.clone(),
+                entries: metrics.cache_entries.clone(),
+            },
         }
-        let now = self.clock.now_millis();
-        let s = &self.settings;
-        let (lifetime, stale_for) = if info.active {
-            let mut ttl = s.ttl.as_millis() as u64;
-            if let Some(exp) = info.exp {
-                ttl = ttl.min((exp * 1000).saturating_sub(now));
-            }
-            let stale = (s.stale_if_error.as_millis() as u64)
-                .min(info.exp.map_or(u64::MAX, |exp| (exp * 1000).saturating_sub(now + ttl)));
-            (ttl, stale)
-        } else {
-            (s.negative_ttl.as_millis() as u64, 0)
-        };
-        let refresh_at =
-            (info.active && s.refresh_ahead > 0.0).then(|| now + (lifetime as f64 * s.refresh_ahead) as u64);
-        let entry = Arc::new(Entry {
-            info,
-            created: now,
-            fresh_until: now + lifetime,
-            refresh_at,
-            stale_until: now + lifetime + stale_for,
-            refresh_requested: AtomicBool::new(false),
-        });
-        if lifetime > 0 {
-            self.entries.insert(key, entry.clone());
-        }
-        Cached(entry)
     }
-}
 
-/// The request side: look a token up, and on a miss ask the worker.
-#[derive(Clone)]
-pub struct TokenCache {
-    store: Arc<Store>,
-    jobs: mpsc::UnboundedSender<Job>,
-}
-
-/// The worker side, fed by the `TokenCache` that `new` returns with it.
-pub struct Worker {
-    store: Arc<Store>,
-    jobs: mpsc::UnboundedReceiver<Job>,
-    max_concurrent: usize,
-    wait_limit: Duration,
-}
-
-pub struct CacheParts {
-    pub settings: CacheConfig,
-    pub mapping: Vec<HeaderRule>,
-    pub roles: RoleScope,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<IdpHealth>,
-    /// `idp.max_concurrent`.
-    pub max_concurrent: usize,
-    /// How long a call may wait for a free slot: `idp.timeout`.
-    pub wait_limit: Duration,
-}
-
-pub fn new(parts: CacheParts) -> (TokenCache, Worker) {
-    let entries = moka::sync::Cache::builder()
-        .max_capacity(parts.settings.max_entries)
-        .expire_after(RealTimeExpiry)
-        .build();
-    let store = Arc::new(Store {
-        entries,
-        settings: parts.settings,
-        mapping: parts.mapping,
-        roles: parts.roles,
-        clock: parts.clock,
-        metrics: parts.metrics,
-        health: parts.health,
-    });
-    let (tx, rx) = mpsc::unbounded_channel();
-    (
-        TokenCache {
-            store: store.clone(),
-            jobs: tx,
-        },
-        Worker {
-            store,
-            jobs: rx,
-            max_concurrent: parts.max_concurrent,
-            wait_limit: parts.wait_limit,
-        },
-    )
-}
-
-/// Memory is bounded in real time even when tests drive the cache's own clock: an entry is dropped once its
-/// whole useful span (fresh, then stale-if-error) has passed since insertion.
-struct RealTimeExpiry;
-
-impl moka::Expiry<Key, Arc<Entry>> for RealTimeExpiry {
-    fn expire_after_create(&self, _: &Key, e: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
-        Some(Duration::from_millis(e.stale_until.saturating_sub(e.created)))
-    }
-}
-
-impl TokenCache {
-    /// The token's introspection, from the cache when fresh, else from the IdP (shared with concurrent callers).
-    pub async fn get(&self, token: &str) -> Outcome {
-        let store = &self.store;
+    /// The token's info: from memory when fresh, else from the next layer (one call shared by every concurrent
+    /// caller). `deadline` bounds the wait on the identity provider.
+    pub async fn get(self: &Arc<Self>, token: &str, client: ClientKey, deadline: Instant) -> Result<Hit, IdpError> {
         let key = key_of(token);
-        let now = store.clock.now_millis();
-        let cached = store.entries.get(&key);
+        let now = self.clock.now_millis();
+        let cached = self.entries.get(&key);
         if let Some(e) = &cached
-            && now < e.fresh_until
+            && e.life.is_fresh(now)
         {
-            if e.refresh_at.is_some_and(|at| now >= at) && !e.refresh_requested.swap(true, Ordering::Relaxed) {
-                let job = Job {
-                    key,
-                    token: Secret::new(token),
-                    reply: None,
-                    refresh: true,
-                };
-                if self.jobs.send(job).is_err() {
-                    e.refresh_requested.store(false, Ordering::Relaxed);
-                }
+            if e.life.wants_refresh(now) && !e.refresh_requested.swap(true, Ordering::Relaxed) {
+                self.counters.refreshes.inc();
+                let refresh_deadline = Instant::now() + self.refresh_timeout;
+                self.fetch(key, || request(token, key, client, refresh_deadline, true), None);
             }
-            store.metrics.labelled.hit.inc();
-            return Ok(Cached(e.clone()));
+            self.counters.hit.inc();
+            return Ok(Hit {
+                info: Cached(e.clone()),
+                source: Source::CacheHit,
+            });
         }
         let (tx, rx) = oneshot::channel();
-        let job = Job {
-            key,
-            token: Secret::new(token),
-            reply: Some(tx),
-            refresh: false,
-        };
-        let result = match self.jobs.send(job) {
-            Ok(()) => rx.await.unwrap_or(Err(IdpError::WorkerGone)),
-            Err(_) => Err(IdpError::WorkerGone),
-        };
-        if let Err(err) = &result
-            && let Some(e) = cached
-            && err.is_transient()
-        {
-            let now = store.clock.now_millis();
-            let exp_ok = e.info.exp.is_none_or(|exp| exp * 1000 > now);
-            if e.info.active && now < e.stale_until && exp_ok {
-                log::warn!("serving a cached introspection past its TTL (cache.stale_if_error): {err}");
-                store.metrics.labelled.stale.inc();
-                return Ok(Cached(e.clone()));
+        let joined = self.fetch(key, || request(token, key, client, deadline, false), Some(tx));
+        let answer = rx.await.unwrap_or(Err(IdpError::WorkerGone));
+        match answer {
+            Ok((info, source)) => {
+                self.counters.miss.inc();
+                let source = if joined { Source::Coalesced } else { source };
+                Ok(Hit { info, source })
             }
+            Err(err) => match cached.filter(|e| self.usable_when_failing(e, &err)) {
+                Some(e) => {
+                    log::warn!("serving a cached answer past its TTL (cache.stale_if_error): {err}");
+                    self.counters.stale.inc();
+                    Ok(Hit {
+                        info: Cached(e),
+                        source: Source::Stale,
+                    })
+                }
+                None => {
+                    self.counters.miss.inc();
+                    Err(err)
+                }
+            },
         }
-        store.metrics.labelled.miss.inc();
-        result
     }
 
-    /// Entries held now (after pending evictions have run).
+    /// Stale-if-error: only for failures that say nothing about the token, only for an active entry, only within
+    /// the window, and never past the token's own `exp`.
+    fn usable_when_failing(&self, e: &Entry, err: &IdpError) -> bool {
+        let now = self.clock.now_millis();
+        err.is_transient()
+            && e.info.active
+            && now < e.life.stale_until
+            && e.info.exp.is_none_or(|exp| exp.saturating_mul(1000) > now)
+    }
+
+    /// Starts a call to the next layer for `key`, or joins the one in progress. Returns true when it joined.
+    fn fetch(
+        self: &Arc<Self>,
+        key: Key,
+        make_request: impl FnOnce() -> LookupRequest,
+        waiter: Option<oneshot::Sender<Answer>>,
+    ) -> bool {
+        let Ok(mut in_flight) = self.in_flight.lock() else {
+            if let Some(w) = waiter {
+                let _ = w.send(Err(IdpError::WorkerGone));
+            }
+            return false;
+        };
+        if let Some(waiters) = in_flight.get_mut(&key) {
+            if let Some(w) = waiter {
+                self.counters.coalesced.inc();
+                waiters.push(w);
+            }
+            return true;
+        }
+        // A caller may have missed just before another call filled the entry: answer it from there.
+        if let Some(w) = waiter {
+            let now = self.clock.now_millis();
+            if let Some(e) = self.entries.get(&key).filter(|e| e.life.is_fresh(now)) {
+                let _ = w.send(Ok((Cached(e), Source::CacheHit)));
+                return false;
+            }
+            in_flight.insert(key, vec![w]);
+        } else {
+            in_flight.insert(key, Vec::new());
+        }
+        drop(in_flight);
+        let me = self.clone();
+        let req = make_request();
+        // Its own task: the call finishes (and fills the cache) even if the check that started it goes away.
+        tokio::spawn(async move { me.complete(key, req).await });
+        false
+    }
+
+    async fn complete(self: Arc<Self>, key: Key, req: LookupRequest) {
+        let result = AssertUnwindSafe(self.next.lookup(req))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                log::error!("a verifier layer panicked; answering 503");
+                Err(IdpError::WorkerGone)
+            });
+        let answer = match result {
+            Ok(found) => {
+                let now = self.clock.now_millis();
+                let life = found
+                    .lifetimes
+                    .unwrap_or_else(|| Lifetimes::compute(&found.info, now, &self.settings));
+                let entry = Arc::new(Entry {
+                    info: found.info,
+                    life,
+                    refresh_requested: AtomicBool::new(false),
+                });
+                if life.cacheable() {
+                    self.entries.insert(key, entry.clone());
+                } else {
+                    self.entries.remove(&key);
+                }
+                Ok((Cached(entry), found.source))
+            }
+            Err(e) => {
+                log::warn!("lookup failed: {e}");
+                // A failed refresh is tried again by a later hit.
+                if let Some(entry) = self.entries.get(&key) {
+                    entry.refresh_requested.store(false, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        };
+        let waiters = self
+            .in_flight
+            .lock()
+            .map(|mut m| m.remove(&key).unwrap_or_default())
+            .unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(answer.clone());
+        }
+    }
+
+    /// Drops entries whose whole useful span has passed, so memory follows real use and not only the bound.
+    pub fn sweep(&self) {
+        let now = self.clock.now_millis();
+        self.entries.retain(|_, e| now < e.life.stale_until);
+        self.update_gauge();
+    }
+
     pub fn entry_count(&self) -> u64 {
-        self.store.entries.run_pending_tasks();
-        self.store.entries.entry_count()
+        self.entries.len() as u64
     }
 
     /// Refreshes the entries gauge; called when /metrics is scraped.
     pub fn update_gauge(&self) {
-        self.store.metrics.cache_entries.set(self.entry_count() as i64);
+        self.counters
+            .entries
+            .set(i64::try_from(self.entry_count()).unwrap_or(i64::MAX));
     }
 }
 
-struct WorkerState<I> {
-    introspector: I,
-    store: Arc<Store>,
-    in_flight: RefCell<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
-    permits: Semaphore,
-    wait_limit: Duration,
+fn request(token: &str, key: Key, client: ClientKey, deadline: Instant, refresh: bool) -> LookupRequest {
+    LookupRequest {
+        token: Secret::new(token),
+        key,
+        client,
+        deadline,
+        refresh,
+    }
 }
 
-impl Worker {
-    /// Runs until every `TokenCache` clone is gone. Must run on a single-threaded runtime with a `LocalSet`
-    /// (actix's); `run_on_thread` gives it one of its own.
-    pub async fn run<I: Introspect + 'static>(mut self, introspector: I) {
-        let state = Rc::new(WorkerState {
-            introspector,
-            store: self.store.clone(),
-            in_flight: RefCell::new(HashMap::new()),
-            permits: Semaphore::new(self.max_concurrent),
-            wait_limit: self.wait_limit,
-        });
-        let warm = state.clone();
-        tokio::task::spawn_local(async move { warm.prepare_until_ready().await });
-        let housekeeping = state.clone();
-        tokio::task::spawn_local(async move { housekeeping.introspector.background().await });
-        while let Some(job) = self.jobs.recv().await {
-            state.clone().handle(job);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::token::lookup::Found;
+    use futures_util::future::{BoxFuture, join_all};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A next layer that counts calls, waits to be released, and answers what it is told.
+    struct Fake {
+        calls: AtomicUsize,
+        answer: Mutex<Result<TokenInfo, IdpError>>,
+        gate: tokio::sync::Semaphore,
     }
 
-    /// The worker on a thread of its own; `make` builds the (non-`Send`) introspector there.
-    pub fn run_on_thread<I, F>(self, make: F) -> std::io::Result<std::thread::JoinHandle<()>>
-    where
-        I: Introspect + 'static,
-        F: FnOnce() -> I + Send + 'static,
-    {
-        std::thread::Builder::new()
-            .name("tokengate-introspection".into())
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(self.run(make()));
+    impl Fake {
+        fn new(answer: Result<TokenInfo, IdpError>) -> Arc<Fake> {
+            Arc::new(Fake {
+                calls: AtomicUsize::new(0),
+                answer: Mutex::new(answer),
+                gate: tokio::sync::Semaphore::new(0),
             })
-    }
-}
-
-impl<I: Introspect + 'static> WorkerState<I> {
-    async fn prepare_until_ready(&self) {
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            match self.introspector.prepare().await {
-                Ok(()) => {
-                    self.store.health.endpoints_known();
-                    return;
-                }
-                Err(e) => {
-                    log::error!("cannot prepare identity-provider access, retrying in {backoff:?}: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
+        }
+        fn set(&self, answer: Result<TokenInfo, IdpError>) {
+            *self.answer.lock().unwrap() = answer;
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
         }
     }
 
-    fn handle(self: Rc<Self>, job: Job) {
-        let Job {
-            key,
-            token,
-            reply,
-            refresh,
-        } = job;
-        if let Some(waiters) = self.in_flight.borrow_mut().get_mut(&key) {
-            if let Some(r) = reply {
-                self.store.metrics.coalesced.inc();
-                waiters.push(r);
-            }
-            return;
+    impl Lookup for Fake {
+        fn lookup(&self, _: LookupRequest) -> BoxFuture<'_, Result<Found, IdpError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                self.gate.acquire().await.unwrap().forget();
+                self.answer
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .map(|info| Found::new(info, Source::Introspection))
+            })
         }
-        // A caller may have missed just before another call filled the entry: answer it from there.
-        let now = self.store.clock.now_millis();
-        if let Some(e) = self.store.entries.get(&key) {
-            let good_until = if refresh {
-                e.refresh_at.unwrap_or(e.fresh_until)
-            } else {
-                e.fresh_until
-            };
-            if now < good_until {
-                if let Some(r) = reply {
-                    let _ = r.send(Ok(Cached(e.clone())));
-                }
-                return;
-            }
-        }
-        self.in_flight.borrow_mut().insert(key, reply.into_iter().collect());
-        if refresh {
-            self.store.metrics.cache_refreshes.inc();
-        }
-        tokio::task::spawn_local(async move {
-            let result = self.call(token.expose()).await;
-            let outcome = match &result {
-                Ok(i) => Ok(self.store.insert(key, i)),
-                Err(e) => {
-                    log::error!("introspection failed: {e}");
-                    if refresh && let Some(entry) = self.store.entries.get(&key) {
-                        entry.refresh_requested.store(false, Ordering::Relaxed);
-                    }
-                    Err(e.clone())
-                }
-            };
-            let waiters = self.in_flight.borrow_mut().remove(&key).unwrap_or_default();
-            for w in waiters {
-                let _ = w.send(outcome.clone());
-            }
-        });
     }
 
-    async fn call(&self, token: &str) -> Result<Introspection, IdpError> {
-        let permit = tokio::time::timeout(self.wait_limit, self.permits.acquire()).await;
-        let result = match permit {
-            Ok(Ok(_permit)) => self.introspector.introspect(token).await,
-            Ok(Err(_)) => Err(IdpError::WorkerGone),
-            Err(_) => {
-                // Never reached the IdP, so the client's metrics did not see it.
-                self.store.metrics.idp_error(&IdpError::Overloaded);
-                Err(IdpError::Overloaded)
-            }
+    fn cache(fake: &Arc<Fake>, settings: CacheSettings) -> (Arc<MemoryCache>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new());
+        let metrics = Metrics::register(&prometheus::Registry::new(), &[]).unwrap();
+        let c = MemoryCache::new(settings, fake.clone(), clock.clone(), &metrics, Duration::from_secs(5));
+        (Arc::new(c), clock)
+    }
+
+    fn active() -> TokenInfo {
+        TokenInfo::new(true, None, &[], &["read"], &[])
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_call_and_hits_follow() {
+        let fake = Fake::new(Ok(active()));
+        let (c, _) = cache(&fake, CacheSettings::default());
+        fake.gate.add_permits(1000);
+        let gets = join_all((0..50).map(|_| c.get("t", ClientKey::default(), soon()))).await;
+        assert!(gets.iter().all(|g| g.as_ref().is_ok_and(|h| h.info.active)));
+        assert_eq!(fake.calls(), 1);
+        let sources: Vec<Source> = gets.iter().map(|g| g.as_ref().unwrap().source).collect();
+        assert_eq!(sources.iter().filter(|s| **s == Source::Introspection).count(), 1);
+        assert_eq!(
+            c.get("t", ClientKey::default(), soon()).await.unwrap().source,
+            Source::CacheHit
+        );
+        assert_eq!(fake.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_error_reaches_every_waiter_and_is_not_kept() {
+        let fake = Fake::new(Err(IdpError::Timeout));
+        let (c, _) = cache(&fake, CacheSettings::default());
+        let gets = {
+            let c = c.clone();
+            tokio::spawn(async move { join_all((0..20).map(|_| c.get("t", ClientKey::default(), soon()))).await })
         };
-        self.store.health.record(&result);
-        result
+        tokio::task::yield_now().await;
+        fake.gate.add_permits(1);
+        let gets = gets.await.unwrap();
+        assert!(gets.iter().all(|g| matches!(g, Err(IdpError::Timeout))));
+        assert_eq!(fake.calls(), 1);
+        fake.set(Ok(active()));
+        fake.gate.add_permits(1);
+        assert!(c.get("t", ClientKey::default(), soon()).await.is_ok());
+        assert_eq!(fake.calls(), 2, "the error was not cached");
+    }
+
+    #[tokio::test]
+    async fn refresh_ahead_answers_at_once_and_refreshes_once() {
+        let fake = Fake::new(Ok(active()));
+        let (c, clock) = cache(
+            &fake,
+            CacheSettings {
+                ttl: Duration::from_secs(10),
+                refresh_ahead: 0.5,
+                ..CacheSettings::default()
+            },
+        );
+        fake.gate.add_permits(1);
+        c.get("t", ClientKey::default(), soon()).await.unwrap();
+        clock.advance(Duration::from_secs(6));
+        // The next layer is now held: every hit must still answer at once.
+        for _ in 0..5 {
+            assert_eq!(
+                c.get("t", ClientKey::default(), soon()).await.unwrap().source,
+                Source::CacheHit
+            );
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(fake.calls(), 2, "one refresh for five hits");
+        fake.set(Ok(TokenInfo::inactive()));
+        fake.gate.add_permits(1);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let h = c.get("t", ClientKey::default(), soon()).await.unwrap();
+        assert!(
+            !h.info.active,
+            "the refreshed answer replaced the entry (a revocation is seen)"
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_if_error_serves_active_entries_inside_the_window_only() {
+        let fake = Fake::new(Ok(active()));
+        let (c, clock) = cache(
+            &fake,
+            CacheSettings {
+                ttl: Duration::from_secs(10),
+                refresh_ahead: 0.0,
+                stale_if_error: Duration::from_secs(30),
+                ..CacheSettings::default()
+            },
+        );
+        fake.gate.add_permits(1000);
+        c.get("t", ClientKey::default(), soon()).await.unwrap();
+        fake.set(Err(IdpError::ServerError(500)));
+        clock.advance(Duration::from_secs(15));
+        assert_eq!(
+            c.get("t", ClientKey::default(), soon()).await.unwrap().source,
+            Source::Stale
+        );
+        fake.set(Err(IdpError::CredentialsRejected {
+            status: 400,
+            error: "unauthorized_client".into(),
+        }));
+        assert!(
+            c.get("t", ClientKey::default(), soon()).await.is_err(),
+            "never for a 4xx"
+        );
+        fake.set(Err(IdpError::ServerError(500)));
+        clock.advance(Duration::from_secs(30));
+        assert!(
+            c.get("t", ClientKey::default(), soon()).await.is_err(),
+            "past the window"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_layer_fails_the_waiters_instead_of_hanging_them() {
+        struct Panics;
+        impl Lookup for Panics {
+            fn lookup(&self, _: LookupRequest) -> BoxFuture<'_, Result<Found, IdpError>> {
+                Box::pin(async { panic!("layer bug") })
+            }
+        }
+        let clock = Arc::new(ManualClock::new());
+        let metrics = Metrics::register(&prometheus::Registry::new(), &[]).unwrap();
+        let c = Arc::new(MemoryCache::new(
+            CacheSettings::default(),
+            Arc::new(Panics),
+            clock,
+            &metrics,
+            Duration::from_secs(5),
+        ));
+        let r = c.get("t", ClientKey::default(), soon()).await;
+        assert!(matches!(r, Err(IdpError::WorkerGone)));
+    }
+
+    #[tokio::test]
+    async fn sweep_drops_what_has_lived_its_span() {
+        let fake = Fake::new(Ok(active()));
+        let (c, clock) = cache(&fake, CacheSettings::default());
+        fake.gate.add_permits(1000);
+        c.get("a", ClientKey::default(), soon()).await.unwrap();
+        assert_eq!(c.entry_count(), 1);
+        clock.advance(Duration::from_secs(61));
+        c.sweep();
+        assert_eq!(c.entry_count(), 0);
     }
 }

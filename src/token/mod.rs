@@ -3,10 +3,12 @@
 
 pub mod cache;
 pub mod error;
+pub mod headers;
 pub mod health;
 pub mod info;
 pub mod introspect;
 pub mod introspection;
+pub mod lookup;
 pub mod roles;
 
 pub use error::{IdpError, InvalidResponse};

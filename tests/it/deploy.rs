@@ -121,7 +121,7 @@ fn the_configmap_config_loads_with_tokengate_itself() {
     })
     .unwrap_or_else(|e| panic!("{e:?}"));
     assert!(
-        matches!(cfg.idp.auth, tokengate::config::ClientAuthConfig::KeyFile(ref p) if p.starts_with("/etc/tokengate/secret"))
+        matches!(cfg.idp.auth, tokengate::token::introspect::credentials::ClientAuthConfig::KeyFile(ref p) if p.starts_with("/etc/tokengate/secret"))
     );
     assert!(!cfg.policy.rules.is_empty());
     assert_eq!(

@@ -253,3 +253,77 @@ async fn oversized_requests_are_refused_and_the_service_keeps_serving() {
     assert_eq!(status, 431, "too many headers are refused, never allowed");
     assert_eq!(app.verify(&token).await.status, 200, "still serving");
 }
+
+/// An IdP whose every stage is slow: discovery and introspection each take `stage`. It answers any client
+/// assertion (the stages' timing is what is under test, not authentication).
+async fn slow_idp(stage: Duration) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let doc = serde_json::json!({
+        "issuer": issuer,
+        "introspection_endpoint": format!("{issuer}/oauth/v2/introspect"),
+    });
+    let server = HttpServer::new(move || {
+        let doc = doc.clone();
+        App::new()
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(move || {
+                    let doc = doc.clone();
+                    async move {
+                        actix_web::rt::time::sleep(stage).await;
+                        HttpResponse::Ok().json(doc)
+                    }
+                }),
+            )
+            .route(
+                "/oauth/v2/introspect",
+                web::post().to(move || async move {
+                    actix_web::rt::time::sleep(stage).await;
+                    HttpResponse::Ok().json(serde_json::json!({"active": true, "sub": "s"}))
+                }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    issuer
+}
+
+/// `idp.timeout` is one budget for the whole wait of a check: a free slot, discovery and the exchange together.
+/// Each stage alone takes longer than the budget, and a check would wait for all three in turn (3 × 1.5 s) if each
+/// had a timeout of its own. The bound asserted is generous (the budget plus 1.5 s of slack for a loaded machine),
+/// and still far below what separate timeouts would give.
+#[actix_web::test]
+async fn a_check_waits_for_the_idp_at_most_idp_timeout_in_total() {
+    let idp = TestIdp::start().await;
+    let stage = Duration::from_millis(1500);
+    let issuer = slow_idp(stage).await;
+    let app = spawn_app(
+        &idp,
+        Setup::new()
+            .set("idp.issuer", &issuer)
+            .set("idp.timeout", "1s")
+            .set("idp.max_concurrent", "1"),
+    )
+    .await;
+    // The first check holds the only slot (its own budget ends in discovery); the second waits for the slot, then
+    // for discovery, then for the exchange, all within its one budget.
+    let first = app.verify("token-one");
+    let second = async {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        let a = app.verify("token-two").await;
+        (a, started.elapsed())
+    };
+    let (a, (b, waited)) = futures_util::join!(first, second);
+    assert_eq!((a.status, b.status), (503, 503));
+    assert!(
+        waited < Duration::from_millis(2500),
+        "the second check waited {waited:?}, more than its one budget allows"
+    );
+}

@@ -12,8 +12,9 @@ use tokengate::config::{self, Sources};
 use tokengate::dev_idp::{DevIdp, TokenSpec};
 use tokengate::metrics::Metrics;
 use tokengate::startup::{Application, Listeners};
-use tokengate::token::cache::TokenCache;
-use tokengate::token::introspect::client::Credentials;
+use tokengate::token::IdpError;
+use tokengate::token::cache::MemoryCache;
+use tokengate::token::introspect::credentials::Credentials;
 
 pub struct TestIdp {
     pub idp: DevIdp,
@@ -41,8 +42,18 @@ impl TestIdp {
         self.idp.mint(spec)
     }
 
+    /// Stops the IdP and waits until its port refuses connections, so that "the IdP is down" is true when this
+    /// returns (a loaded machine can otherwise still serve a request from a worker that is winding down).
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+        let addr = self.idp.issuer().trim_start_matches("http://").to_string();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&addr).is_err() {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the IdP at {addr} still accepts connections after stop");
     }
 }
 
@@ -91,7 +102,7 @@ pub struct TestApp {
     pub metrics_url: Option<String>,
     pub http: awc::Client,
     pub registry: prometheus::Registry,
-    pub cache: TokenCache,
+    pub cache: Arc<MemoryCache>,
     _dir: tempfile::TempDir,
 }
 
@@ -129,8 +140,8 @@ pub async fn try_spawn_app(idp: &TestIdp, setup: Setup) -> Result<TestApp, Strin
     });
     let cfg = config::load(&Sources { file, env: Some(env) })
         .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
-    let credentials = Credentials::load(&cfg.idp.auth)?;
-    let (registry, metrics) = Metrics::new_registry().unwrap();
+    let credentials = Credentials::load(&cfg.idp.auth).map_err(|e| e.to_string())?;
+    let (registry, metrics) = Metrics::new_registry(&IdpError::LABELS).unwrap();
     let metrics = Arc::new(metrics);
     let clock: Arc<dyn Clock> = match setup.clock {
         Some(c) => c,
@@ -146,7 +157,7 @@ pub async fn try_spawn_app(idp: &TestIdp, setup: Setup) -> Result<TestApp, Strin
         Application::build(cfg, credentials, listeners, registry.clone(), metrics, clock).map_err(|e| e.to_string())?;
     let url = format!("http://{}", app.addr());
     let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
-    let cache = app.cache.clone();
+    let cache = app.pipeline.cache().clone();
     actix_web::rt::spawn(app.run_until_stopped());
     let http = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     Ok(TestApp {
@@ -219,16 +230,18 @@ impl TestApp {
     }
 }
 
+/// The sum of every series of `name` that carries all of `labels` (e.g. both doors when `door` is not given).
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let mut sum = 0.0;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').unwrap_or((line, ""));
         let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
         if metric == name && want.iter().all(|w| label_text.contains(w.as_str())) {
-            return value.parse().unwrap_or(f64::NAN);
+            sum += value.parse().unwrap_or(f64::NAN);
         }
     }
-    0.0
+    sum
 }
 
 /// Polls `f` for up to `secs` seconds; for effects that happen in the background.
@@ -300,7 +313,30 @@ pub fn logs() -> &'static std::sync::Mutex<Vec<String>> {
             if let Some(lines) = LINES.get()
                 && let Ok(mut l) = lines.lock()
             {
-                l.push(format!("{} {} {}", record.level(), record.target(), record.args()));
+                // Key-values as ` key=value` (null ones left out), as the text log format prints them.
+                struct Kvs(String);
+                impl<'kvs> log::kv::VisitSource<'kvs> for Kvs {
+                    fn visit_pair(
+                        &mut self,
+                        k: log::kv::Key<'kvs>,
+                        v: log::kv::Value<'kvs>,
+                    ) -> Result<(), log::kv::Error> {
+                        let text = v.to_string();
+                        if text != "None" && text != "()" {
+                            self.0.push_str(&format!(" {k}={text}"));
+                        }
+                        Ok(())
+                    }
+                }
+                let mut kvs = Kvs(String::new());
+                let _ = record.key_values().visit(&mut kvs);
+                l.push(format!(
+                    "{} {} {}{}",
+                    record.level(),
+                    record.target(),
+                    record.args(),
+                    kvs.0
+                ));
             }
         }
         fn flush(&self) {}

@@ -2,10 +2,14 @@
 //! - `helpers`: starting the ZITADEL double and tokengate on port 0, HTTP helpers. No tests.
 //! - `verify`: the /verify contract against the double (allow, 401s, 403s, 503s, Basic auth, readiness).
 //! - `cache`: caching, coalescing, refresh-ahead, stale-if-error, bounds (issue: introspection cache).
+//! - `decisions`: the decision log on the real binary: one line per check, its exact fields (JSON and text), no
+//!   secrets, the sampler.
 //! - `commands`: the `check`, `introspect` and `dev` subcommands, run as the real binary.
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
+//! - `monitoring`: deploy/monitoring/ (Grafana dashboard, alert rules, PrometheusRule, kustomize component): promtool
+//!   checks and unit tests, every query parses, every metric used exists in a real tokengate's /metrics.
 //! - `deploy`: deploy/ manifests parse and hold what the docs rely on (server.proxy, header stripping, raw paths).
 //! - `rotation`: key/secret reload (poll, SIGHUP, Kubernetes symlinks) and graceful shutdown, on the real binary.
 //! - `rules`: requests read two ways (paths, case, hosts, sources), roles pinned to their project, identity values
@@ -18,11 +22,13 @@
 
 mod cache;
 mod commands;
+mod decisions;
 mod deploy;
 mod e2e;
 mod faults;
 mod helpers;
 mod metrics;
+mod monitoring;
 mod proxies;
 mod rotation;
 mod rules;

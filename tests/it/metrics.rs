@@ -45,10 +45,9 @@ async fn each_outcome_is_counted_without_secrets_in_labels() {
     );
     assert_eq!(v("tokengate_introspection_duration_seconds_count", &[]), 4.0);
     assert_eq!(v("tokengate_idp_errors_total", &[("kind", "server_error")]), 1.0);
-    assert_eq!(
-        v("tokengate_assertions_signed_total", &[]),
-        4.0,
-        "a fresh assertion per call by default"
+    assert!(
+        v("tokengate_assertions_signed_total", &[]) >= 4.0,
+        "a fresh assertion per call by default (and some signed ahead)"
     );
     assert_eq!(
         v("tokengate_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),

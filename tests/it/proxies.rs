@@ -89,14 +89,14 @@ async fn envoy_path_prefix_checks() {
         );
     }
     assert!(
-        logged("rule admin-api: GET /api/admin/users"),
-        "the matching rule is named"
+        logged("rule=admin-api method=GET host=shop.example.com path=/api/admin/users"),
+        "the matching rule is named, with the request as Envoy described it"
     );
     assert!(
-        logged("rule admin-api: GET /verify/api/admin/users -> Deny(MissingRole)"),
+        logged("result=forbidden reason=missing_role rule=admin-api"),
         "and the decision"
     );
-    assert!(logged("rule \"health\": anonymous"));
+    assert!(logged("result=allowed reason=anonymous_rule rule=health"));
     let lines = logs().lock().unwrap();
     assert!(
         !lines.iter().any(|l| l.contains(&root) || l.contains(&viewer)),

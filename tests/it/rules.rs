@@ -381,3 +381,67 @@ async fn identity_values_an_application_would_split_or_trim_are_left_out() {
     let a = app.get("/verify?role=viewer,admin", &[("Authorization", &token)]).await;
     assert_eq!(a.status, 200, "decisions use the exact role");
 }
+
+/// IdP starvation (issue 8): one client floods unknown tokens while another checks five new valid ones. With the
+/// IdP's slots shared round-robin by client (`server.client_address`), the five are served in turns with the
+/// flood, not after its queue: asserted through the IdP's call counter, not the clock.
+#[actix_web::test]
+async fn one_client_flooding_unknown_tokens_cannot_starve_another() {
+    use futures_util::future::join_all;
+    let idp = TestIdp::start().await;
+    let app = spawn_app(
+        &idp,
+        Setup::new()
+            .set("server.client_address", "x-real-ip")
+            .set("idp.max_concurrent", "4")
+            .set("idp.timeout", "60s")
+            .set("server.workers", "1"),
+    )
+    .await;
+    assert!(app.wait_ready().await);
+    idp.idp.set_faults(tokengate::dev_idp::Faults {
+        latency_ms: 100,
+        ..Default::default()
+    });
+    // Under the test client's 100 connections.
+    const FLOOD: usize = 90;
+    let flood = join_all((0..FLOOD).map(|i| {
+        let auth = format!("Bearer junk-{i}");
+        let app = &app;
+        async move {
+            app.get("/verify", &[("Authorization", &auth), ("X-Real-IP", "203.0.113.66")])
+                .await
+        }
+    }));
+    let other = async {
+        // Once the flood's queue has formed, the other client arrives.
+        assert!(
+            eventually(20, || app.metric("tokengate_idp_waiting", &[]) >= (FLOOD - 10) as f64).await,
+            "the flood queued"
+        );
+        let queued_before = idp.idp.introspections();
+        let tokens: Vec<String> = (0..5).map(|_| idp.mint(admin())).collect();
+        let answers = join_all(tokens.iter().map(|t| {
+            let auth = format!("Bearer {t}");
+            let app = &app;
+            async move {
+                app.get("/verify", &[("Authorization", &auth), ("X-Real-IP", "198.51.100.7")])
+                    .await
+            }
+        }))
+        .await;
+        (answers, queued_before, idp.idp.introspections())
+    };
+    let (flood_answers, (answers, before, after)) = futures_util::join!(flood, other);
+    assert!(answers.iter().all(|a| a.status == 200), "all five allowed");
+    // Served in turns: each of the five waited for at most a few of the flood's calls, not for its ~80 queued ones.
+    assert!(
+        after - before <= 20,
+        "the IdP served {} calls between the other client's arrival and its last answer",
+        after - before
+    );
+    assert!(
+        flood_answers.iter().all(|a| a.status == 401),
+        "the flood itself is refused, not starved"
+    );
+}

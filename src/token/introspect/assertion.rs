@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::keyfile::KeyFile;
 use crate::secret::Secret;
 
+pub type SignError = jsonwebtoken::errors::Error;
+
 /// Well under ZITADEL's one-hour limit on `iat`, short enough that a leaked assertion is soon worthless.
 pub const LIFETIME_SECS: u64 = 300;
 /// With reuse on, an assertion is replaced once this share of its lifetime has passed.
@@ -50,6 +52,10 @@ impl AssertionSigner {
         &self.client_id
     }
 
+    pub fn reuses(&self) -> bool {
+        self.reuse
+    }
+
     pub fn claims(&self, now: u64, jti: String) -> AssertionClaims {
         AssertionClaims {
             iss: self.client_id.clone(),
@@ -62,23 +68,18 @@ impl AssertionSigner {
     }
 
     /// An assertion valid at `now`; the flag says whether a new one was signed (for the metric).
-    pub fn assertion(&self, now: u64) -> Result<(Secret, bool), String> {
-        if self.reuse {
-            let guard = self
-                .current
-                .lock()
-                .map_err(|_| "assertion cache poisoned".to_string())?;
-            if let Some((a, renew_at)) = guard.as_ref()
-                && now < *renew_at
-            {
-                return Ok((a.clone(), false));
-            }
+    pub fn assertion(&self, now: u64) -> Result<(Secret, bool), SignError> {
+        if self.reuse
+            && let Ok(guard) = self.current.lock()
+            && let Some((a, renew_at)) = guard.as_ref()
+            && now < *renew_at
+        {
+            return Ok((a.clone(), false));
         }
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.key_id.clone());
-        let signed = jsonwebtoken::encode(&header, &self.claims(now, new_jti()), &self.key)
-            .map(Secret::new)
-            .map_err(|e| e.kind().to_owned_message())?;
+        // jsonwebtoken's errors name the failure class only; they never hold key bytes.
+        let signed = jsonwebtoken::encode(&header, &self.claims(now, new_jti()), &self.key).map(Secret::new)?;
         if self.reuse {
             let renew_at = now + (LIFETIME_SECS as f64 * REUSE_FRACTION) as u64;
             if let Ok(mut guard) = self.current.lock() {
@@ -86,17 +87,6 @@ impl AssertionSigner {
             }
         }
         Ok((signed, true))
-    }
-}
-
-trait KindMessage {
-    fn to_owned_message(&self) -> String;
-}
-
-impl KindMessage for jsonwebtoken::errors::ErrorKind {
-    fn to_owned_message(&self) -> String {
-        // The kind names the failure class only; it never holds key bytes.
-        format!("{self:?}")
     }
 }
 

@@ -32,10 +32,14 @@ impl std::fmt::Debug for KeyFile {
 }
 
 /// Messages name the field at fault, never its content: the content may be the private key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("cannot read key file {path}: {reason}")]
-    Io { path: String, reason: String },
+    #[error("cannot read key file {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the key file is not JSON")]
     NotJson,
     #[error("the key file is not a JSON object")]
@@ -57,9 +61,9 @@ pub enum KeyFileError {
 
 impl KeyFile {
     pub fn load(path: &Path) -> Result<KeyFile, KeyFileError> {
-        let bytes = std::fs::read(path).map_err(|e| KeyFileError::Io {
-            path: path.display().to_string(),
-            reason: e.kind().to_string(),
+        let bytes = std::fs::read(path).map_err(|source| KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
         })?;
         KeyFile::parse(&bytes)
     }
@@ -178,7 +182,7 @@ pub(crate) mod tests {
             json!({"type": "serviceaccount", "userId": "u1", "clientId": null}),
         ))
         .unwrap_err();
-        assert_eq!(err, KeyFileError::ServiceAccount);
+        assert!(matches!(err, KeyFileError::ServiceAccount));
         assert!(err.to_string().contains("API application"));
     }
 
@@ -203,7 +207,7 @@ pub(crate) mod tests {
         ];
         for (input, want) in cases {
             let got = KeyFile::parse(&input).unwrap_err();
-            assert_eq!(got, want);
+            assert_eq!(got.to_string(), want.to_string());
             assert!(!got.to_string().contains("secret-looking-garbage"));
         }
     }

@@ -1,121 +1,12 @@
-//! Who may pass: requirements (global, per rule, per check URL), rule selection for the original request, and the
-//! pure `decide(&TokenInfo, &Requirements, now)` that every /verify answer comes from.
+//! Per-route rules: globs over hosts, methods and paths with the strictest-reading semantics, first match wins,
+//! and what one check requires (`Policy::requirements_for`).
+
+use std::borrow::Cow;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-pub use crate::original::OriginalRequest;
-use crate::token::TokenInfo;
-
-/// What a token must carry. Every group must be satisfied; an empty value requires nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requirements {
-    /// Each group: the token's `aud` must contain at least one of its values.
-    pub audiences: Vec<Vec<String>>,
-    /// All of these scopes must be granted.
-    pub scopes: Vec<String>,
-    /// Each group: the token must hold at least one of its roles.
-    pub roles: Vec<Vec<String>>,
-}
-
-impl Requirements {
-    pub fn new(audience: Vec<String>, scopes: Vec<String>, roles: Vec<String>) -> Self {
-        Requirements {
-            audiences: if audience.is_empty() { vec![] } else { vec![audience] },
-            scopes,
-            roles: if roles.is_empty() { vec![] } else { vec![roles] },
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.audiences.is_empty() && self.scopes.is_empty() && self.roles.is_empty()
-    }
-
-    /// Both sets of requirements at once: used to add the check URL's demands to a rule's or the global ones.
-    pub fn and(&self, other: &Requirements) -> Requirements {
-        let mut out = self.clone();
-        out.audiences.extend(other.audiences.iter().cloned());
-        for s in &other.scopes {
-            if !out.scopes.contains(s) {
-                out.scopes.push(s.clone());
-            }
-        }
-        out.roles.extend(other.roles.iter().cloned());
-        out
-    }
-}
-
-/// Why a token was refused. The HTTP mapping lives in `http::verify`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
-    /// The IdP says the token is not active (expired, revoked, not for this client, unknown).
-    NotActive,
-    /// Active per a cached answer, but its own `exp` has passed.
-    Expired,
-    /// None of the required audiences is in the token's `aud`.
-    WrongAudience,
-    /// Valid, but these required scopes were not granted (roles may be missing too).
-    MissingScopes(Vec<String>),
-    /// Valid, but holds none of a required set of roles.
-    MissingRole,
-}
-
-impl Denial {
-    /// 401 `invalid_token` rather than 403 `insufficient_scope`.
-    pub fn is_invalid_token(&self) -> bool {
-        matches!(self, Denial::NotActive | Denial::Expired | Denial::WrongAudience)
-    }
-
-    pub fn description(&self) -> String {
-        match self {
-            Denial::NotActive => "the token is not active".into(),
-            Denial::Expired => "the token has expired".into(),
-            Denial::WrongAudience => "the token is not meant for this audience".into(),
-            Denial::MissingScopes(s) => format!("the token lacks the scope(s) {}", s.join(" ")),
-            Denial::MissingRole => "the token holds none of the required roles".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny(Denial),
-}
-
-/// The whole decision: a pure function so that it is proven by table tests, not by servers.
-pub fn decide(info: &TokenInfo, req: &Requirements, now_secs: u64) -> Decision {
-    if !info.active {
-        return Decision::Deny(Denial::NotActive);
-    }
-    // RFC 7519: a token must not be accepted on or after its `exp`.
-    if info.exp.is_some_and(|exp| exp <= now_secs) {
-        return Decision::Deny(Denial::Expired);
-    }
-    if !req
-        .audiences
-        .iter()
-        .all(|group| group.iter().any(|w| info.audience().any(|a| a == w)))
-    {
-        return Decision::Deny(Denial::WrongAudience);
-    }
-    let missing: Vec<String> = req
-        .scopes
-        .iter()
-        .filter(|s| !info.scopes().any(|g| g == s.as_str()))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
-        return Decision::Deny(Denial::MissingScopes(missing));
-    }
-    if !req
-        .roles
-        .iter()
-        .all(|group| group.iter().any(|w| info.roles().any(|r| r == w)))
-    {
-        return Decision::Deny(Denial::MissingRole);
-    }
-    Decision::Allow
-}
+use super::Requirements;
+use crate::original::OriginalRequest;
 
 #[derive(Debug, Clone)]
 pub enum RuleAction {
@@ -272,6 +163,19 @@ pub struct Policy {
     pub deny_unmatched: bool,
 }
 
+/// What one check requires: the rule's (or global) requirements combined with the door's extra ones.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Required<'a> {
+    Anonymous {
+        rule: &'a str,
+    },
+    Require {
+        rule: Option<&'a str>,
+        requirements: Cow<'a, Requirements>,
+    },
+    DenyUnmatched,
+}
+
 /// What applies to one original request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Selection<'a> {
@@ -286,6 +190,42 @@ pub enum Selection<'a> {
 }
 
 impl Policy {
+    /// Rules need the original request; without rules it plays no part.
+    pub fn needs_original(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// The one answer to "what does this check require": the first matching rule (or the global policy, or
+    /// `deny_unmatched`) with `extra` (the check URL's query, gRPC context extensions) added. `original` is `None`
+    /// only when `needs_original` is false.
+    pub fn requirements_for<'a>(&'a self, original: Option<&OriginalRequest>, extra: &Requirements) -> Required<'a> {
+        let selection = match original {
+            Some(o) => self.select(o),
+            None if self.deny_unmatched => Selection::DenyUnmatched,
+            None => Selection::Require {
+                rule: None,
+                requirements: &self.global,
+            },
+        };
+        match selection {
+            Selection::Anonymous { rule } if extra.is_empty() => Required::Anonymous { rule },
+            // The operator's per-location demands apply on top of whatever else does, anonymous rules included.
+            Selection::Anonymous { rule } => Required::Require {
+                rule: Some(rule),
+                requirements: Cow::Owned(extra.clone()),
+            },
+            Selection::DenyUnmatched => Required::DenyUnmatched,
+            Selection::Require { rule, requirements } => Required::Require {
+                rule,
+                requirements: if extra.is_empty() {
+                    Cow::Borrowed(requirements)
+                } else {
+                    Cow::Owned(requirements.and(extra))
+                },
+            },
+        }
+    }
+
     /// First matching rule wins; otherwise the global policy, unless `deny_unmatched`.
     pub fn select(&self, req: &OriginalRequest) -> Selection<'_> {
         for rule in &self.rules {
@@ -310,191 +250,13 @@ impl Policy {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QueryError {
-    #[error("unknown parameter {0:?} on the check URL (use scope= and role=)")]
-    Unknown(String),
-    #[error("empty {0}= on the check URL")]
-    Empty(&'static str),
-    #[error("scope= on the check URL holds a character RFC 6749 does not allow in a scope")]
-    BadScope,
-}
-
-/// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E (no space, quote, backslash, control or non-ASCII).
-/// Missing scopes are echoed in `WWW-Authenticate`, so anything else could break the header.
-pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-}
-
-/// The operator's per-location demands from the check URL: `?scope=a&scope=b&role=admin&role=ops` means
-/// "scopes a and b, and one of the roles admin/ops". Unknown parameters are refused rather than ignored, so
-/// that a typo (`roles=`) cannot silently drop a requirement.
-pub fn parse_check_query(query: &str) -> Result<Requirements, QueryError> {
-    let mut scopes = Vec::new();
-    let mut roles = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            "scope" => {
-                let before = scopes.len();
-                for s in v.split(' ').filter(|s| !s.is_empty()) {
-                    if !is_scope_token(s) {
-                        return Err(QueryError::BadScope);
-                    }
-                    scopes.push(s.to_string());
-                }
-                if scopes.len() == before {
-                    return Err(QueryError::Empty("scope"));
-                }
-            }
-            "role" => {
-                if v.trim().is_empty() {
-                    return Err(QueryError::Empty("role"));
-                }
-                roles.push(v.trim().to_string());
-            }
-            other => return Err(QueryError::Unknown(other.chars().take(64).collect())),
-        }
-    }
-    Ok(Requirements::new(vec![], scopes, roles))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(active: bool, exp: Option<u64>, aud: &[&str], scopes: &[&str], roles: &[&str]) -> TokenInfo {
-        TokenInfo::new(active, exp, aud, scopes, roles)
-    }
-
     fn req(aud: &[&str], scopes: &[&str], roles: &[&str]) -> Requirements {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
         Requirements::new(v(aud), v(scopes), v(roles))
-    }
-
-    #[test]
-    fn decision_table() {
-        let now = 1_000;
-        let good = info(true, Some(2_000), &["api", "project"], &["openid", "read"], &["viewer"]);
-        let cases: Vec<(&str, TokenInfo, Requirements, Decision)> = vec![
-            ("no requirements", good.clone(), req(&[], &[], &[]), Decision::Allow),
-            (
-                "inactive",
-                info(false, None, &[], &[], &[]),
-                req(&[], &[], &[]),
-                Decision::Deny(Denial::NotActive),
-            ),
-            (
-                "inactive even with claims",
-                info(false, Some(2_000), &["api"], &["read"], &["viewer"]),
-                req(&[], &[], &[]),
-                Decision::Deny(Denial::NotActive),
-            ),
-            (
-                "exp passed",
-                info(true, Some(999), &[], &[], &[]),
-                req(&[], &[], &[]),
-                Decision::Deny(Denial::Expired),
-            ),
-            (
-                "exp equals now",
-                info(true, Some(1_000), &[], &[], &[]),
-                req(&[], &[], &[]),
-                Decision::Deny(Denial::Expired),
-            ),
-            (
-                "no exp is fine",
-                info(true, None, &[], &[], &[]),
-                req(&[], &[], &[]),
-                Decision::Allow,
-            ),
-            (
-                "audience one of",
-                good.clone(),
-                req(&["other", "project"], &[], &[]),
-                Decision::Allow,
-            ),
-            (
-                "audience mismatch",
-                good.clone(),
-                req(&["other"], &[], &[]),
-                Decision::Deny(Denial::WrongAudience),
-            ),
-            (
-                "audience missing in token",
-                info(true, None, &[], &[], &[]),
-                req(&["api"], &[], &[]),
-                Decision::Deny(Denial::WrongAudience),
-            ),
-            (
-                "all scopes granted",
-                good.clone(),
-                req(&[], &["read", "openid"], &[]),
-                Decision::Allow,
-            ),
-            (
-                "one scope missing",
-                good.clone(),
-                req(&[], &["read", "write"], &[]),
-                Decision::Deny(Denial::MissingScopes(vec!["write".into()])),
-            ),
-            (
-                "role one of",
-                good.clone(),
-                req(&[], &[], &["admin", "viewer"]),
-                Decision::Allow,
-            ),
-            (
-                "role missing",
-                good.clone(),
-                req(&[], &[], &["admin"]),
-                Decision::Deny(Denial::MissingRole),
-            ),
-            (
-                "scopes reported before roles",
-                good.clone(),
-                req(&[], &["write"], &["admin"]),
-                Decision::Deny(Denial::MissingScopes(vec!["write".into()])),
-            ),
-            (
-                "expired beats missing scope",
-                info(true, Some(10), &[], &[], &[]),
-                req(&[], &["write"], &[]),
-                Decision::Deny(Denial::Expired),
-            ),
-            (
-                "scope names are exact",
-                info(true, None, &[], &["read:all"], &[]),
-                req(&[], &["read"], &[]),
-                Decision::Deny(Denial::MissingScopes(vec!["read".into()])),
-            ),
-        ];
-        for (name, info, req, want) in cases {
-            assert_eq!(decide(&info, &req, now), want, "case {name}");
-        }
-    }
-
-    #[test]
-    fn combined_role_groups_each_need_a_match() {
-        let r = req(&[], &[], &["a", "b"]).and(&req(&[], &[], &["admin", "ops"]));
-        assert_eq!(
-            decide(&info(true, None, &[], &[], &["a"]), &r, 0),
-            Decision::Deny(Denial::MissingRole)
-        );
-        assert_eq!(
-            decide(&info(true, None, &[], &[], &["b", "ops"]), &r, 0),
-            Decision::Allow
-        );
-    }
-
-    #[test]
-    fn denials_split_into_401_and_403() {
-        assert!(Denial::NotActive.is_invalid_token());
-        assert!(Denial::Expired.is_invalid_token());
-        assert!(Denial::WrongAudience.is_invalid_token());
-        assert!(!Denial::MissingRole.is_invalid_token());
-        assert!(!Denial::MissingScopes(vec![]).is_invalid_token());
     }
 
     fn orig(method: &str, host: Option<&str>, path: &str, suspicious: bool) -> OriginalRequest {
@@ -612,6 +374,51 @@ mod tests {
     }
 
     #[test]
+    fn requirements_for_combines_the_rule_with_the_checks_extras() {
+        let p = policy();
+        let extra = req(&[], &[], &["ops"]);
+        match p.requirements_for(Some(&orig("GET", Some("a.example.com"), "/api/admin/x", false)), &extra) {
+            Required::Require {
+                rule: Some("admin"),
+                requirements,
+            } => assert_eq!(
+                requirements.roles,
+                vec![vec!["admin".to_string()], vec!["ops".to_string()]]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p.requirements_for(Some(&orig("GET", None, "/public/x", false)), &Requirements::default()),
+            Required::Anonymous { rule: "health" }
+        );
+        assert_eq!(
+            p.requirements_for(Some(&orig("GET", None, "/public/x", false)), &extra),
+            Required::Require {
+                rule: Some("health"),
+                requirements: Cow::Owned(extra.clone())
+            },
+            "the check's own demands are never dropped, not even by an anonymous rule"
+        );
+        let no_rules = Policy {
+            rules: vec![],
+            ..p.clone()
+        };
+        assert!(matches!(
+            no_rules.requirements_for(None, &Requirements::default()),
+            Required::Require {
+                rule: None,
+                requirements: Cow::Borrowed(_)
+            }
+        ));
+        let strict = Policy {
+            rules: vec![],
+            deny_unmatched: true,
+            ..p
+        };
+        assert_eq!(strict.requirements_for(None, &extra), Required::DenyUnmatched);
+    }
+
+    #[test]
     fn bad_globs_and_methods_are_refused() {
         assert!(Rule::new("x".into(), &[], &[], &["/a/[b".into()], RuleAction::Anonymous, false).is_err());
         assert!(Rule::new("x".into(), &[], &["G E T".into()], &[], RuleAction::Anonymous, false).is_err());
@@ -672,29 +479,5 @@ mod tests {
         };
         assert!(methods(RuleAction::Require(Requirements::default())).matches(&lower));
         assert!(!methods(RuleAction::Anonymous).matches(&lower));
-    }
-
-    #[test]
-    fn check_query_parsing() {
-        assert_eq!(parse_check_query("").unwrap(), Requirements::default());
-        let r = parse_check_query("scope=a&scope=b%20c&role=admin&role=ops").unwrap();
-        assert_eq!(r.scopes, vec!["a", "b", "c"]);
-        assert_eq!(r.roles, vec![vec!["admin".to_string(), "ops".to_string()]]);
-        assert_eq!(
-            parse_check_query("roles=admin"),
-            Err(QueryError::Unknown("roles".into()))
-        );
-        assert_eq!(parse_check_query("role="), Err(QueryError::Empty("role")));
-        assert_eq!(parse_check_query("scope=+"), Err(QueryError::Empty("scope")));
-        // Found by schemathesis: these reached WWW-Authenticate (a 500, or a broken quoted string).
-        for bad in [
-            "scope=a%01b",
-            "scope=a%7Fb",
-            "scope=a%22b",
-            "scope=a%5Cb",
-            "scope=caf%C3%A9",
-        ] {
-            assert_eq!(parse_check_query(bad), Err(QueryError::BadScope), "{bad}");
-        }
     }
 }

@@ -236,18 +236,20 @@ async fn start_envoy(envoy: PathBuf, file: &str, tokengate: u16, upstream: u16) 
         .stderr(log)
         .spawn()
         .unwrap();
+    // Stopped on drop from here on, also when it never comes up.
+    let proxy = Proxy {
+        name: "envoy",
+        child,
+        port,
+        dir,
+    };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Proxy {
-                name: "envoy",
-                child,
-                port,
-                dir,
-            };
+            return proxy;
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(proxy.dir.path().join("envoy.log")).unwrap_or_default();
     panic!("envoy never listened on {port}:\n{log}");
 }
 

@@ -222,6 +222,27 @@ fn shown_tokengate_config(rel: &str) -> String {
     toml
 }
 
+/// A tokengate config from deploy/, loaded by tokengate itself (with a placeholder issuer and key file if it has
+/// none), so an unknown key or a bad rule fails the test.
+fn load_config(rel: &str, toml: &str) -> tokengate::config::Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml).unwrap();
+    let env = [
+        ("TOKENGATE_IDP__ISSUER", "https://example.zitadel.cloud"),
+        ("TOKENGATE_IDP__KEY_FILE", "/etc/tokengate/key.json"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| !toml.contains(&k.trim_start_matches("TOKENGATE_IDP__").to_ascii_lowercase()))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    tokengate::config::load(&tokengate::config::Sources {
+        file: Some(path),
+        env: Some(env),
+    })
+    .unwrap_or_else(|e| panic!("{rel}: {e:?}\n{toml}"))
+}
+
 #[test]
 fn every_proxy_example_shows_a_tokengate_config_with_its_server_proxy() {
     for (rel, proxy) in [
@@ -229,6 +250,8 @@ fn every_proxy_example_shows_a_tokengate_config_with_its_server_proxy() {
         ("caddy/Caddyfile", "caddy"),
         ("traefik/dynamic.yml", "traefik"),
         ("envoy/envoy.yaml", "envoy"),
+        #[cfg(feature = "grpc")]
+        ("envoy/envoy-grpc.yaml", "envoy"),
     ] {
         let toml = shown_tokengate_config(rel);
         assert!(
@@ -236,21 +259,7 @@ fn every_proxy_example_shows_a_tokengate_config_with_its_server_proxy() {
             "{rel}: server.proxy = \"{proxy}\" in\n{toml}"
         );
         // It loads with tokengate itself (an unknown key or a bad rule is an error).
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, &toml).unwrap();
-        let env = [
-            ("TOKENGATE_IDP__ISSUER", "https://example.zitadel.cloud"),
-            ("TOKENGATE_IDP__KEY_FILE", "/etc/tokengate/key.json"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let cfg = tokengate::config::load(&tokengate::config::Sources {
-            file: Some(path),
-            env: Some(env),
-        })
-        .unwrap_or_else(|e| panic!("{rel}: {e:?}\n{toml}"));
+        let cfg = load_config(rel, &toml);
         assert_eq!(cfg.server.proxy.label(), proxy, "{rel}");
         assert!(!cfg.policy.rules.is_empty(), "{rel}");
     }
@@ -410,11 +419,16 @@ fn envoy_grpc_is_v3_fail_closed_over_http2_with_a_miss_sized_timeout() {
     assert_eq!(authz["include_peer_certificate"].as_bool(), Some(false));
     assert!(authz["with_request_body"].is_badvalue(), "no request body to tokengate");
     let grpc = &authz["grpc_service"];
-    // Above tokengate's idp.timeout (3s, its default and the value the file's tokengate config shows), so tokengate
-    // answers a slow IdP itself.
+    // Above the idp.timeout of the tokengate config the file shows, so tokengate answers a slow IdP itself.
     let timeout = envoy_duration_ms(grpc["timeout"].as_str().expect("grpc_service.timeout"));
-    assert!(timeout > 3000, "{timeout} ms");
-    assert!(read("envoy/envoy-grpc.yaml").contains("#   timeout = \"3s\"\n"));
+    #[cfg(feature = "grpc")]
+    let cfg = load_config(
+        "envoy/envoy-grpc.yaml",
+        &shown_tokengate_config("envoy/envoy-grpc.yaml"),
+    );
+    #[cfg(feature = "grpc")]
+    assert!(u128::from(timeout) > cfg.idp.timeout.as_millis(), "{timeout} ms");
+    assert!(timeout > 3000, "{timeout} ms: above the default idp.timeout too");
     // The cluster it names speaks HTTP/2 (prior knowledge), through the current typed option.
     let cluster_name = grpc["envoy_grpc"]["cluster_name"].as_str().unwrap();
     let clusters = doc["static_resources"]["clusters"].as_vec().unwrap();
@@ -440,10 +454,13 @@ fn envoy_grpc_is_v3_fail_closed_over_http2_with_a_miss_sized_timeout() {
     let port = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         ["port_value"]
         .as_i64();
-    assert!(
-        read("envoy/envoy-grpc.yaml").contains(&format!("grpc_listen = \"127.0.0.1:{}\"", port.unwrap())),
+    #[cfg(feature = "grpc")]
+    assert_eq!(
+        cfg.server.grpc_listen.map(|a| i64::from(a.port())),
+        port,
         "the cluster's port is the grpc_listen of the tokengate config the file shows"
     );
+    assert!(port.is_some());
 }
 
 #[test]
@@ -544,6 +561,13 @@ fn istio_registers_a_fail_closed_grpc_provider_used_by_a_custom_policy() {
         config.contains(&format!("grpc_listen = \"0.0.0.0:{grpc_port}\"")),
         "tokengate listens for gRPC on the container port"
     );
+    // The config loads with tokengate itself, and the provider's timeout is above its idp.timeout.
+    #[cfg(feature = "grpc")]
+    {
+        let cfg = load_config("istio/tokengate.yaml", config);
+        assert_eq!(cfg.server.grpc_listen.map(|a| i64::from(a.port())), Some(grpc_port));
+        assert!(u128::from(envoy_duration_ms(grpc["timeout"].as_str().unwrap())) > cfg.idp.timeout.as_millis());
+    }
 }
 
 #[test]
@@ -586,4 +610,44 @@ fn grpc_probes_patch_swaps_readiness_to_the_grpc_health_service() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn istio_base_builds_and_the_grpc_probe_patch_replaces_the_http_readiness_probe() {
+    let Some(kubectl) = crate::helpers::tool("kubectl") else {
+        return;
+    };
+    let build = |dir: &Path| {
+        let out = std::process::Command::new(&kubectl)
+            .args(["kustomize", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let docs = YamlLoader::load_from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        let tokengate = docs
+            .iter()
+            .find(|d| d["kind"].as_str() == Some("Deployment"))
+            .expect("the Deployment")["spec"]["template"]["spec"]["containers"][0]
+            .clone();
+        assert!(docs.iter().any(|d| d["kind"].as_str() == Some("AuthorizationPolicy")));
+        tokengate
+    };
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/istio");
+    let plain = build(&base);
+    assert_eq!(plain["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert!(plain["readinessProbe"]["grpc"].is_badvalue());
+    // The same base with the commented patch switched on, as the kustomization's comment says.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&base).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let k = read("istio/kustomization.yaml").replace("# patches:\n#   - path:", "patches:\n  - path:");
+    assert!(k.contains("patches:\n  - path: grpc-probes.yaml"));
+    std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
+    let patched = build(dir.path());
+    let probe = &patched["readinessProbe"];
+    assert!(probe["httpGet"].is_badvalue(), "one handler per probe: {probe:?}");
+    assert_eq!(probe["grpc"]["port"].as_i64(), Some(8081));
+    assert_eq!(patched["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
 }

@@ -203,9 +203,16 @@ async fn start_traefik(traefik: PathBuf, tokengate: u16, upstream: u16) -> Proxy
     panic!("traefik never loaded deploy/traefik/dynamic.yml:\n{log}");
 }
 
-/// Envoy with deploy/envoy/envoy.yaml; `file` names the example (the HTTP or the gRPC ext_authz one). The example's
-/// clusters name their ports as `port_value`, so those are what change (and the listener's address, to loopback).
-async fn start_envoy(envoy: PathBuf, file: &str, tokengate: u16, upstream: u16) -> Proxy {
+/// Envoy with a deploy/envoy example: `file` is the HTTP (`envoy.yaml`, tokengate documented on port 8080) or the
+/// gRPC one (`envoy-grpc.yaml`, 8081). The examples name their ports as `port_value`, so those are what change (and
+/// the listener's address, to loopback).
+async fn start_envoy(
+    envoy: PathBuf,
+    file: &str,
+    documented_tokengate_port: u16,
+    tokengate: u16,
+    upstream: u16,
+) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let port = closed_port();
     let text = deploy_file(file);
@@ -221,7 +228,7 @@ async fn start_envoy(envoy: PathBuf, file: &str, tokengate: u16, upstream: u16) 
     );
     let text = replace_once(
         &text,
-        "{ address: 127.0.0.1, port_value: 8080 }",
+        &format!("{{ address: 127.0.0.1, port_value: {documented_tokengate_port} }}"),
         &format!("{{ address: 127.0.0.1, port_value: {tokengate} }}"),
     );
     let file = dir.path().join("envoy.yaml");
@@ -548,7 +555,71 @@ async fn envoy_ext_authz_http_end_to_end() {
     let idp = TestIdp::start().await;
     let (_app, tg_port) = tokengate_for(&idp, "envoy").await;
     let (upstream, seen) = recording_upstream().await;
-    let proxy = start_envoy(envoy, "envoy/envoy.yaml", tg_port, upstream).await;
+    let proxy = start_envoy(envoy, "envoy/envoy.yaml", 8080, tg_port, upstream).await;
     // deploy/envoy sets status_on_error 503: Envoy treats tokengate's 503 as an error and answers that.
     scenarios(&proxy, &idp, &seen, 503).await;
+}
+
+#[cfg(feature = "grpc")]
+#[actix_web::test]
+async fn envoy_ext_authz_grpc_end_to_end() {
+    let Some(envoy) = tool("envoy") else { return };
+    let idp = TestIdp::start().await;
+    // tokengate without its own admin rule: the admin area's role comes from the route's context_extensions in
+    // deploy/envoy/envoy-grpc.yaml alone, so the scenarios' admin checks exercise them through real Envoy.
+    let rules = RULES
+        .split("[[rules]]")
+        .filter(|r| !r.contains("name = \"admin\""))
+        .collect::<Vec<_>>()
+        .join("[[rules]]");
+    assert!(rules.contains("admin-host") && !rules.contains("\"/admin/**\""));
+    let setup = Setup::new()
+        .file(&rules)
+        .set("server.proxy", "envoy")
+        .set("server.grpc_listen", "127.0.0.1:0")
+        .set("cache.negative_ttl", "0s");
+    let app = spawn_app(&idp, setup).await;
+    let grpc_port: u16 = app
+        .grpc_url
+        .as_deref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (upstream, seen) = recording_upstream().await;
+    let proxy = start_envoy(envoy, "envoy/envoy-grpc.yaml", 8081, grpc_port, upstream).await;
+    // tokengate's own denial: 503 with Retry-After (a CheckResponse, not an error), passed on by Envoy.
+    scenarios(&proxy, &idp, &seen, 503).await;
+    // Unlike the HTTP mode (where a 5xx from tokengate is Envoy's error), the client gets tokengate's answer whole.
+    let http = awc::Client::builder().timeout(Duration::from_secs(20)).finish();
+    let a = through(
+        &proxy,
+        &http,
+        "/app/x",
+        &[("Authorization", "Bearer another-fresh-token")],
+    )
+    .await;
+    assert_eq!(a.status, 503);
+    assert_eq!(
+        a.header("retry-after").as_deref(),
+        Some("2"),
+        "idp.timeout 2s in the tests"
+    );
+    assert_eq!(a.json()["error"], "temporarily_unavailable");
+    assert!(
+        app.metric(
+            "tokengate_verify_requests_total",
+            &[("door", "grpc"), ("result", "allowed")]
+        ) >= 5.0,
+        "the checks came through the gRPC door"
+    );
+    assert_eq!(
+        app.metric(
+            "tokengate_verify_requests_total",
+            &[("door", "http"), ("result", "allowed")]
+        ),
+        0.0
+    );
 }

@@ -101,10 +101,13 @@ pub struct TestApp {
     pub url: String,
     pub metrics_url: Option<String>,
     /// `http://127.0.0.1:PORT` of the gRPC door, when `server.grpc_listen` is set (`127.0.0.1:0` in tests).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub grpc_url: Option<String>,
     /// Stops every door, as SIGTERM does.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub stopper: Stopper,
     /// `Application::run_until_stopped`: ends once every door has drained.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub running: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     pub http: awc::Client,
     pub registry: prometheus::Registry,

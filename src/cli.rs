@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+#[cfg(feature = "dev-idp")]
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::bearer::{TokenError, parse_bearer};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, Sources};
+#[cfg(feature = "dev-idp")]
 use crate::dev_idp::{DevIdp, TokenSpec};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, decide};
@@ -56,6 +58,8 @@ pub enum Command {
     /// Read one token from standard input; print its introspection and the decision /verify would take.
     Introspect,
     /// DEVELOPMENT ONLY: run an embedded ZITADEL-like identity provider and the sidecar wired to it.
+    // Absent from builds without the default `dev-idp` feature: clap then reports an unknown subcommand.
+    #[cfg(feature = "dev-idp")]
     Dev {
         /// Where the sidecar listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve(cli.config),
         Command::Check => check(cli.config),
         Command::Introspect => introspect(cli.config),
+        #[cfg(feature = "dev-idp")]
         Command::Dev { listen } => dev(cli.config, listen),
     }
 }
@@ -287,6 +292,7 @@ fn introspect(file: Option<PathBuf>) -> ExitCode {
     })
 }
 
+#[cfg(feature = "dev-idp")]
 fn dev(file: Option<PathBuf>, listen: SocketAddr) -> ExitCode {
     crate::logging::init(config::LogFormat::Text);
     let result = actix_web::rt::System::new().block_on(async move {
@@ -314,6 +320,9 @@ fn dev(file: Option<PathBuf>, listen: SocketAddr) -> ExitCode {
         };
         let listeners = Listeners::bind(&config)?;
         let token = idp.mint(TokenSpec::default().roles(&["admin"]));
+        let jwt = idp
+            .mint_jwt(TokenSpec::default().roles(&["admin"]))
+            .map_err(std::io::Error::other)?;
         let sidecar = listeners.main.local_addr()?;
         println!("================================================================");
         println!(" tokengate dev: DEVELOPMENT ONLY - NOT FOR PRODUCTION");
@@ -323,17 +332,16 @@ fn dev(file: Option<PathBuf>, listen: SocketAddr) -> ExitCode {
         println!("identity provider:  {} (ZITADEL look-alike)", idp.issuer());
         println!("API app key file:   {}", key.display());
         println!();
+        let issuer = idp.issuer();
         println!("A valid token (sub user-1, role admin, 1 h):");
         println!("  curl -i -H 'Authorization: Bearer {token}' http://{sidecar}/verify");
-        println!("Mint more:");
-        println!(
-            "  curl -s -X POST '{}/dev/token?sub=alice&scope=openid%20read&role=admin&expires_in=600'",
-            idp.issuer()
-        );
-        println!(
-            "Revoke:   curl -s -X POST -d token=TOKEN {}/oauth/v2/revoke",
-            idp.issuer()
-        );
+        println!("The same grants as a JWT access token (RS256, as ZITADEL signs them):");
+        println!("  curl -i -H 'Authorization: Bearer {jwt}' http://{sidecar}/verify");
+        println!("Mint more (add &format=jwt for a JWT):");
+        println!("  curl -s -X POST '{issuer}/dev/token?sub=alice&scope=openid%20read&role=admin&expires_in=600'");
+        println!("  curl -s -X POST '{issuer}/dev/token?sub=alice&role=admin&format=jwt'");
+        println!("Revoke:   curl -s -X POST -d token=TOKEN {issuer}/oauth/v2/revoke");
+        println!("Keys:     curl -s {issuer}/oauth/v2/keys   (rotate: curl -s -X POST {issuer}/dev/keys/rotate)");
         println!("Metrics:  curl -s http://{sidecar}/metrics");
         start(config, credentials, listeners).await
     });

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "dev-idp")]
 pub mod dev_idp;
 #[cfg(feature = "grpc")]
 pub mod grpc;

@@ -16,7 +16,8 @@ pub struct Metrics {
     pub coalesced: IntCounter,
     pub cache_refreshes: IntCounter,
     pub cache_entries: IntGauge,
-    pub assertions_signed: IntCounter,
+    /// `{mode}`: `ahead` (by the pre-signing thread) or `on_demand` (on a miss's own path).
+    pub assertions_signed: IntCounterVec,
     pub rejected_header_values: IntCounter,
     pub idp_errors: IntCounterVec,
     pub credential_reloads: IntCounterVec,
@@ -81,10 +82,16 @@ impl Metrics {
             "Background refreshes of cache entries nearing the end of their lifetime.",
         )?;
         let cache_entries = IntGauge::new("tokengate_cache_entries", "Entries in the introspection cache.")?;
-        let assertions_signed = IntCounter::new(
-            "tokengate_assertions_signed_total",
-            "Client assertions signed for the identity provider.",
+        let assertions_signed = IntCounterVec::new(
+            Opts::new(
+                "tokengate_assertions_signed_total",
+                "Client assertions signed for the identity provider: ahead of need, or on a miss's own path.",
+            ),
+            &["mode"],
         )?;
+        for m in ["ahead", "on_demand"] {
+            assertions_signed.with_label_values(&[m]);
+        }
         let rejected_header_values = IntCounter::new(
             "tokengate_rejected_header_values_total",
             "Identity-header values left out because they are not valid header values.",

@@ -15,9 +15,10 @@ use crate::logging::DECISION_TARGET;
 use crate::metrics::Metrics;
 use crate::original::OriginalRequest;
 use crate::policy::{Decision, Denial, Policy, Required, Requirements, decide};
-use crate::token::IdpError;
 use crate::token::cache::{Cached, MemoryCache};
+use crate::token::headers::header_for_claim;
 use crate::token::lookup::{ClientKey, Source};
+use crate::token::{HeaderRule, IdpError};
 
 /// The front door a check came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +190,8 @@ pub struct Pipeline {
     decisions: DecisionLog,
     /// Allowed checks seen, for the sampler.
     allowed_seen: AtomicU64,
+    /// Which identity headers hold `sub`, `client_id` and the organisation, for the decision log.
+    identity_headers: [Option<usize>; 3],
 }
 
 impl Pipeline {
@@ -198,6 +201,7 @@ impl Pipeline {
         clock: Arc<dyn Clock>,
         idp_timeout: Duration,
         decisions: DecisionLog,
+        mapping: &[HeaderRule],
         metrics: &Metrics,
     ) -> Pipeline {
         let counters = Counters {
@@ -214,6 +218,8 @@ impl Pipeline {
             counters,
             decisions,
             allowed_seen: AtomicU64::new(0),
+            identity_headers: ["sub", "client_id", "urn:zitadel:iam:user:resourceowner:id"]
+                .map(|claim| header_for_claim(mapping, claim)),
         }
     }
 
@@ -254,7 +260,7 @@ impl Pipeline {
         self.counters.verdicts[door as usize][verdict as usize].inc();
         self.counters.duration[door as usize].observe(started.elapsed().as_secs_f64());
         if self.keep_line(verdict) {
-            log_decision(door, &decided, original.as_ref(), started);
+            self.log_decision(door, &decided, original.as_ref(), started);
         }
         decided
     }
@@ -335,25 +341,28 @@ impl Pipeline {
 
 /// The one line per check (`log.decisions`): never the token, never the query (the path has none), no header
 /// beyond the fields named here. Unknown fields are left out.
-fn log_decision(door: Door, decided: &Decided<'_>, original: Option<&OriginalRequest>, started: Instant) {
-    if !log::log_enabled!(target: DECISION_TARGET, log::Level::Info) {
-        return;
+impl Pipeline {
+    fn log_decision(&self, door: Door, decided: &Decided<'_>, original: Option<&OriginalRequest>, started: Instant) {
+        if !log::log_enabled!(target: DECISION_TARGET, log::Level::Info) {
+            return;
+        }
+        let info = decided.identity.as_ref();
+        let identity = |i: usize| info?.header_text(self.identity_headers[i]?);
+        log::info!(
+            target: DECISION_TARGET,
+            result = decided.outcome.verdict().label(),
+            reason = decided.outcome.reason(),
+            rule = decided.rule.unwrap_or("(global policy)"),
+            method = original.map(|o| o.method.as_str()),
+            host = original.and_then(|o| o.host.as_deref()),
+            path = original.map(|o| o.path.as_str()),
+            sub = identity(0),
+            client_id = identity(1),
+            org_id = identity(2),
+            source = decided.source.map(Source::label),
+            door = door.label(),
+            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            "decision"
+        );
     }
-    let info = decided.identity.as_ref();
-    log::info!(
-        target: DECISION_TARGET,
-        result = decided.outcome.verdict().label(),
-        reason = decided.outcome.reason(),
-        rule = decided.rule.unwrap_or("(global policy)"),
-        method = original.map(|o| o.method.as_str()),
-        host = original.and_then(|o| o.host.as_deref()),
-        path = original.map(|o| o.path.as_str()),
-        sub = info.and_then(|i| i.subject()),
-        client_id = info.and_then(|i| i.client_id()),
-        org_id = info.and_then(|i| i.org_id()),
-        source = decided.source.map(Source::label),
-        door = door.label(),
-        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        "decision"
-    );
 }

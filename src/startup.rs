@@ -122,6 +122,7 @@ impl Application {
             clock,
             config.idp.timeout,
             config.log.decisions,
+            &config.headers,
             &metrics,
         ));
 

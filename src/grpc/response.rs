@@ -21,6 +21,7 @@ use tonic::Code;
 use crate::answer::refusal;
 use crate::pipeline::{Decided, Outcome};
 use crate::token::HeaderRule;
+use crate::token::headers::header_for_claim;
 
 /// The gRPC status of a refusal, by its HTTP status: 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 503 UNAVAILABLE,
 /// 400 and 431 (a check the proxy built wrongly, headers over the limit) INVALID_ARGUMENT.
@@ -81,22 +82,16 @@ pub fn respond(decided: &Decided<'_>, retry_after_secs: u64, mapping: &[HeaderRu
         let mut filled: Vec<&str> = Vec::new();
         if let Outcome::Allow(info) = &decided.outcome {
             for (name, value) in info.headers(mapping) {
-                // Values are checked UTF-8 text when the info is built (`token::headers::header_value`).
-                let Ok(value) = value
-                    .to_str()
-                    .map(str::to_string)
-                    .or_else(|_| String::from_utf8(value.as_bytes().to_vec()).map_err(|_| ()))
-                else {
-                    continue;
-                };
-                ok.headers.push(header(name.as_str(), value));
+                // Values were checked when the info was built (`token::headers::header_value`).
+                let Ok(value) = value.to_str() else { continue };
+                ok.headers.push(header(name.as_str(), value.to_string()));
                 filled.push(name.as_str());
             }
-            if let Some(sub) = info.subject() {
-                metadata.fields.insert("sub".into(), text(sub));
-            }
-            if let Some(client) = info.client_id() {
-                metadata.fields.insert("client_id".into(), text(client));
+            // The info keeps `sub` and `client_id` once, in the identity headers that carry them.
+            for (key, claim) in [("sub", "sub"), ("client_id", "client_id")] {
+                if let Some(value) = header_for_claim(mapping, claim).and_then(|i| info.header_text(i)) {
+                    metadata.fields.insert(key.into(), text(value));
+                }
             }
             metadata.fields.insert("scopes".into(), list(info.scopes()));
             metadata.fields.insert("roles".into(), list(info.roles()));

@@ -122,11 +122,13 @@ fn empty_identity_headers(b: &mut actix_web::HttpResponseBuilder, mapping: &[Hea
 pub fn respond(decided: &Decided<'_>, retry_after_secs: u64, mapping: &[HeaderRule]) -> HttpResponse {
     let Some(r) = refusal(&decided.outcome, retry_after_secs) else {
         let mut b = HttpResponse::Ok();
-        empty_identity_headers(&mut b, mapping);
-        if let Outcome::Allow(info) = &decided.outcome {
-            for (name, value) in info.headers(mapping) {
-                b.insert_header((name.clone(), value));
+        match &decided.outcome {
+            Outcome::Allow(info) => {
+                for (name, value) in info.all_headers(mapping) {
+                    b.insert_header((name.clone(), value));
+                }
             }
+            _ => empty_identity_headers(&mut b, mapping),
         }
         return b.finish();
     };

@@ -34,6 +34,14 @@ pub const DEFAULT_HEADERS: &[(&str, &str)] = &[
     ("X-Auth-Request-Org-Id", "urn:zitadel:iam:user:resourceowner:id"),
 ];
 
+/// The index of the header that carries exactly `claim` (e.g. `sub`), if the mapping has one: how the decision log
+/// names who a token belongs to without keeping a second copy of the value.
+pub fn header_for_claim(mapping: &[HeaderRule], claim: &str) -> Option<usize> {
+    mapping
+        .iter()
+        .position(|r| matches!(&r.source, ClaimSource::Claims(names) if names.first().is_some_and(|n| n == claim)))
+}
+
 /// Identifies a header mapping and role scope: two processes whose fingerprints differ must not share encoded
 /// `TokenInfo`s (a header index would name another header, a role another project's).
 pub fn mapping_fingerprint(mapping: &[HeaderRule], roles: &RoleScope) -> [u8; 32] {

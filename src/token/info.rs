@@ -2,7 +2,6 @@
 //! caches hold, and its byte form for a cache tier outside the process.
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use serde_json::Value;
 
 pub use super::headers::{
     ClaimSource, DEFAULT_HEADERS, HeaderRule, ROLES_PSEUDO_CLAIM, header_value, mapping_fingerprint,
@@ -11,16 +10,12 @@ use super::headers::{claim_text, list_text};
 use super::introspection::Introspection;
 use super::roles::RoleScope;
 
-/// What a piece of `TokenInfo::text` is.
+/// What a piece of the buffer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Audience,
     Scope,
     Role,
-    /// `sub`, `client_id` and the user's organisation, for the decision log.
-    Subject,
-    ClientId,
-    OrgId,
     /// The value of the identity header at this index of the header mapping.
     Header(u8),
 }
@@ -31,9 +26,6 @@ impl Kind {
             Kind::Audience => [0, 0],
             Kind::Scope => [1, 0],
             Kind::Role => [2, 0],
-            Kind::Subject => [3, 0],
-            Kind::ClientId => [4, 0],
-            Kind::OrgId => [5, 0],
             Kind::Header(i) => [6, i],
         }
     }
@@ -43,17 +35,11 @@ impl Kind {
             [0, 0] => Kind::Audience,
             [1, 0] => Kind::Scope,
             [2, 0] => Kind::Role,
-            [3, 0] => Kind::Subject,
-            [4, 0] => Kind::ClientId,
-            [5, 0] => Kind::OrgId,
             [6, i] => Kind::Header(i),
             _ => return None,
         })
     }
 }
-
-/// The claim holding the user's organisation in ZITADEL's answers.
-const ORG_ID_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
 
 /// Why bytes are not an encoded `TokenInfo` (see `TokenInfo::encode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,48 +52,64 @@ pub enum DecodeError {
     Malformed,
 }
 
-/// Four bytes: the cache holds one per string per token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Piece {
-    kind: Kind,
-    /// Where the piece ends in `text`; it starts where the previous one ended.
-    end: u16,
-}
+/// Each piece is four bytes in the buffer: kind, header index, and where its text ends (it starts where the
+/// previous one ended).
+const PIECE: usize = 4;
 
 /// What the policy and the header mapping need from one introspection, computed once and kept in the cache. The
 /// policy is evaluated again on every hit, so per-route requirements always see the token's real grants.
 ///
-/// Compact on purpose (the cache holds 100 000 of these): every string lives back to back in one shared buffer,
-/// and header values are handed out as slices of it, so a hit copies nothing.
+/// Compact on purpose (the cache holds 100 000 of these): one allocation of exactly the size needed holds the
+/// piece table and every string back to back: `[count: u16][pieces: 4 bytes each][text]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenInfo {
     pub active: bool,
     pub exp: Option<u64>,
-    text: actix_web::web::Bytes,
-    pieces: Box<[Piece]>,
-    /// Claims left out because their value could not be a header (control characters, CR/LF).
+    buf: Box<[u8]>,
+    /// Claims left out because their value could not be a header (control characters, padding, separators).
     pub rejected_headers: u32,
 }
 
-/// Collects the pieces. Its `text` goes through `into_boxed_slice` before becoming `Bytes`: a Vec's spare
-/// capacity would otherwise stay allocated in every cached entry.
+/// Collects the pieces, then lays them out in one buffer.
 #[derive(Default)]
 struct Builder {
     text: Vec<u8>,
-    pieces: Vec<Piece>,
+    pieces: Vec<(Kind, u16)>,
 }
 
 impl Builder {
-    /// False when the text would pass 64 KiB (the whole response is 64 KiB at most by default): the string is
-    /// then left out, which can only take a grant or a header away, never add one.
+    /// False when the text would pass 64 KiB (the whole response is 64 KiB at most by default), or the table
+    /// 65 535 pieces: the string is then left out, which can only take a grant or a header away, never add one.
     fn push(&mut self, kind: Kind, s: &str) -> bool {
         let Ok(end) = u16::try_from(self.text.len() + s.len()) else {
             return false;
         };
+        if self.pieces.len() >= usize::from(u16::MAX) {
+            return false;
+        }
         self.text.extend_from_slice(s.as_bytes());
-        self.pieces.push(Piece { kind, end });
+        self.pieces.push((kind, end));
         true
     }
+
+    fn finish(self) -> Box<[u8]> {
+        let mut buf = Vec::with_capacity(2 + self.pieces.len() * PIECE + self.text.len());
+        buf.extend_from_slice(&(self.pieces.len() as u16).to_le_bytes());
+        for (kind, end) in &self.pieces {
+            buf.extend_from_slice(&kind.code());
+            buf.extend_from_slice(&end.to_le_bytes());
+        }
+        buf.extend_from_slice(&self.text);
+        buf.into_boxed_slice()
+    }
+}
+
+/// The piece table and the text of a buffer, or `None` when the buffer does not hold a consistent one.
+fn layout(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (count, rest) = buf.split_first_chunk::<2>()?;
+    let count = usize::from(u16::from_le_bytes(*count));
+    let table_len = count.checked_mul(PIECE)?;
+    (rest.len() >= table_len).then(|| rest.split_at(table_len))
 }
 
 impl TokenInfo {
@@ -115,8 +117,7 @@ impl TokenInfo {
         TokenInfo {
             active: false,
             exp: None,
-            text: actix_web::web::Bytes::new(),
-            pieces: Box::new([]),
+            buf: Builder::default().finish(),
             rejected_headers: 0,
         }
     }
@@ -132,8 +133,7 @@ impl TokenInfo {
         TokenInfo {
             active,
             exp,
-            text: b.text.into_boxed_slice().into(),
-            pieces: b.pieces.into_boxed_slice(),
+            buf: b.finish(),
             rejected_headers: 0,
         }
     }
@@ -153,19 +153,6 @@ impl TokenInfo {
         for r in &roles {
             b.push(Kind::Role, r);
         }
-        for (kind, claim) in [
-            (Kind::Subject, "sub"),
-            (Kind::ClientId, "client_id"),
-            (Kind::OrgId, ORG_ID_CLAIM),
-        ] {
-            // Only short, clean text: these go into log lines.
-            if let Some(Value::String(v)) = i.claims.get(claim)
-                && v.len() <= 256
-                && header_value(v).is_some()
-            {
-                b.push(kind, v);
-            }
-        }
         let mut rejected = 0;
         for (index, rule) in mapping.iter().enumerate().take(usize::from(u8::MAX)) {
             let text = match &rule.source {
@@ -183,25 +170,26 @@ impl TokenInfo {
         TokenInfo {
             active: true,
             exp: i.exp,
-            text: b.text.into_boxed_slice().into(),
-            pieces: b.pieces.into_boxed_slice(),
+            buf: b.finish(),
             rejected_headers: rejected,
         }
     }
 
-    fn pieces(&self) -> impl Iterator<Item = (Kind, std::ops::Range<usize>)> + '_ {
+    /// Each piece's kind and its text. A table that does not fit its text yields nothing rather than panicking.
+    fn pieces(&self) -> impl Iterator<Item = (Kind, &str)> + '_ {
+        let (table, text) = layout(&self.buf).unwrap_or((&[], &[]));
         let mut start = 0usize;
-        self.pieces.iter().map(move |p| {
-            let range = start..p.end as usize;
-            start = p.end as usize;
-            (p.kind, range)
+        table.chunks_exact(PIECE).filter_map(move |p| {
+            let kind = Kind::from_code([p[0], p[1]])?;
+            let end = usize::from(u16::from_le_bytes([p[2], p[3]]));
+            let range = start..end;
+            start = end;
+            Some((kind, std::str::from_utf8(text.get(range)?).ok()?))
         })
     }
 
     fn strings(&self, kind: Kind) -> impl Iterator<Item = &str> + '_ {
-        self.pieces()
-            .filter(move |(k, _)| *k == kind)
-            .filter_map(|(_, r)| self.text.get(r).and_then(|b| std::str::from_utf8(b).ok()))
+        self.pieces().filter(move |(k, _)| *k == kind).map(|(_, s)| s)
     }
 
     pub fn audience(&self) -> impl Iterator<Item = &str> + '_ {
@@ -216,34 +204,21 @@ impl TokenInfo {
         self.strings(Kind::Role)
     }
 
-    /// The token's `sub`, when it had a clean one.
-    pub fn subject(&self) -> Option<&str> {
-        self.strings(Kind::Subject).next()
-    }
-
-    pub fn client_id(&self) -> Option<&str> {
-        self.strings(Kind::ClientId).next()
-    }
-
-    /// The user's organisation (`urn:zitadel:iam:user:resourceowner:id`).
-    pub fn org_id(&self) -> Option<&str> {
-        self.strings(Kind::OrgId).next()
+    /// The value of the identity header at `index` of the header mapping, when the token filled it.
+    pub fn header_text(&self, index: usize) -> Option<&str> {
+        self.pieces()
+            .find_map(|(k, s)| (k == Kind::Header(u8::try_from(index).ok()?)).then_some(s))
     }
 
     /// A self-contained byte form, for a cache tier outside the process. Header pieces refer to the header mapping
     /// by index: every reader must use the same `[headers]` (see `mapping_fingerprint`).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.pieces.len() * 4 + self.text.len());
+        let mut out = Vec::with_capacity(14 + self.buf.len());
         out.push(ENCODING_VERSION);
         out.push(u8::from(self.active));
         out.extend_from_slice(&self.exp.unwrap_or(u64::MAX).to_le_bytes());
         out.extend_from_slice(&self.rejected_headers.to_le_bytes());
-        out.extend_from_slice(&(self.pieces.len() as u32).to_le_bytes());
-        for p in self.pieces.iter() {
-            out.extend_from_slice(&p.kind.code());
-            out.extend_from_slice(&p.end.to_le_bytes());
-        }
-        out.extend_from_slice(&self.text);
+        out.extend_from_slice(&self.buf);
         out
     }
 
@@ -263,58 +238,67 @@ impl TokenInfo {
             e => Some(e),
         };
         let rejected_headers = u32::from_le_bytes(r.take::<4>()?);
-        let count = u32::from_le_bytes(r.take::<4>()?) as usize;
-        if count > r.0.len() / 4 {
-            return Err(DecodeError::Truncated);
-        }
-        let mut pieces = Vec::with_capacity(count);
-        let mut last = 0u16;
-        for _ in 0..count {
-            let kind = Kind::from_code(r.take::<2>()?).ok_or(DecodeError::Malformed)?;
-            let end = u16::from_le_bytes(r.take::<2>()?);
-            if end < last {
-                return Err(DecodeError::Malformed);
-            }
+        let (table, text) = layout(r.0).ok_or(DecodeError::Truncated)?;
+        // Every piece must be a known kind and text, and the ends must run up to exactly the end of the text.
+        let mut last = 0usize;
+        for p in table.chunks_exact(PIECE) {
+            Kind::from_code([p[0], p[1]]).ok_or(DecodeError::Malformed)?;
+            let end = usize::from(u16::from_le_bytes([p[2], p[3]]));
+            let piece = text.get(last..end).ok_or(DecodeError::Malformed)?;
+            std::str::from_utf8(piece).map_err(|_| DecodeError::Malformed)?;
             last = end;
-            pieces.push(Piece { kind, end });
         }
-        let text = r.0;
-        if usize::from(last) != text.len() {
+        if last != text.len() {
             return Err(DecodeError::Malformed);
         }
-        let info = TokenInfo {
+        Ok(TokenInfo {
             active,
             exp,
-            text: text.to_vec().into_boxed_slice().into(),
-            pieces: pieces.into_boxed_slice(),
+            buf: r.0.into(),
             rejected_headers,
-        };
-        // Every piece must be text, as `from_introspection` made it.
-        if info
-            .pieces()
-            .any(|(_, range)| info.text.get(range).is_none_or(|b| std::str::from_utf8(b).is_err()))
-        {
-            return Err(DecodeError::Malformed);
-        }
-        Ok(info)
+        })
     }
 
-    /// The identity headers, named by the mapping this info was built with; values share the info's buffer.
+    /// Every header of the mapping: the token's value, or empty where the token has none (so that a proxy copying
+    /// the answer overwrites a client's copy). One pass over the pieces.
+    pub fn all_headers<'a>(
+        &'a self,
+        mapping: &'a [HeaderRule],
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+        let mut filled = [false; 256];
+        let mut values: Vec<(&HeaderName, HeaderValue)> = Vec::with_capacity(mapping.len());
+        for (kind, text) in self.pieces() {
+            let Kind::Header(index) = kind else { continue };
+            let (Some(rule), Ok(value)) = (mapping.get(usize::from(index)), HeaderValue::from_str(text)) else {
+                continue;
+            };
+            filled[usize::from(index)] = true;
+            values.push((&rule.name, value));
+        }
+        let empty = mapping
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !filled.get(*i).copied().unwrap_or(false))
+            .map(|(_, rule)| (&rule.name, HeaderValue::from_static("")));
+        values.into_iter().chain(empty)
+    }
+
+    /// The identity headers, named by the mapping this info was built with.
     pub fn headers<'a>(
         &'a self,
         mapping: &'a [HeaderRule],
     ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
-        self.pieces().filter_map(move |(kind, range)| {
+        self.pieces().filter_map(move |(kind, text)| {
             let Kind::Header(index) = kind else { return None };
             let name = &mapping.get(usize::from(index))?.name;
             // Checked when built; re-checked (cheaply) rather than trusted, so nothing unchecked reaches a header.
-            let value = HeaderValue::from_maybe_shared(self.text.slice(range)).ok()?;
+            let value = HeaderValue::from_str(text).ok()?;
             Some((name, value))
         })
     }
 }
 
-const ENCODING_VERSION: u8 = 1;
+const ENCODING_VERSION: u8 = 2;
 
 struct Reader<'a>(&'a [u8]);
 
@@ -329,7 +313,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn default_mapping() -> Vec<HeaderRule> {
         DEFAULT_HEADERS
@@ -425,9 +409,11 @@ mod tests {
         }));
         let mapping = default_mapping();
         let t = TokenInfo::from_introspection(&i, &mapping, &RoleScope::default());
+        let at = |claim: &str| super::super::headers::header_for_claim(&mapping, claim).and_then(|i| t.header_text(i));
         assert_eq!(
-            (t.subject(), t.client_id(), t.org_id()),
-            (Some("user-1"), Some("app"), Some("org-9"))
+            (at("sub"), at("client_id"), at("urn:zitadel:iam:user:resourceowner:id")),
+            (Some("user-1"), Some("app"), Some("org-9")),
+            "who a token belongs to, from the headers that carry it"
         );
         let bytes = t.encode();
         assert_eq!(TokenInfo::decode(&bytes), Ok(t.clone()));

@@ -203,17 +203,28 @@ async fn dev_mode_prints_a_curl_that_works() {
     .unwrap();
     let text = lines.join("\n");
     assert!(text.contains("DEVELOPMENT ONLY"), "{text}");
-    let curl = lines
+    let curls: Vec<&String> = lines
         .iter()
-        .find(|l| l.contains("curl -i -H 'Authorization: Bearer "))
-        .expect("a curl line");
-    let token = curl
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap()
+        .filter(|l| l.contains("curl -i -H 'Authorization: Bearer "))
+        .collect();
+    let bearer = |line: &str| {
+        line.split("Bearer ")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let curl = curls.first().expect("a curl line");
+    let token = bearer(curl);
+    let jwt = bearer(curls.get(1).expect("a second curl line, with a JWT"));
+    assert_eq!(jwt.split('.').count(), 3, "a JWS: {jwt}");
+    let jwt_mint_url = lines
+        .iter()
+        .filter(|l| l.contains("format=jwt"))
+        .find_map(|l| l.split('\'').nth(1))
+        .expect("a JWT mint line")
         .to_string();
     let verify_url = curl.rsplit(' ').next().unwrap().to_string();
     assert_eq!(verify_url, format!("http://127.0.0.1:{port}/verify"));
@@ -244,6 +255,15 @@ async fn dev_mode_prints_a_curl_that_works() {
     let minted: serde_json::Value = http.post(mint_url).send().await.unwrap().json().await.unwrap();
     let more = minted["access_token"].as_str().unwrap().to_string();
     assert_eq!(status(more).await, 200, "a minted token works");
+    assert_eq!(
+        status(jwt).await,
+        200,
+        "the printed JWT works (introspected like an opaque token)"
+    );
+    let minted: serde_json::Value = http.post(jwt_mint_url).send().await.unwrap().json().await.unwrap();
+    let more_jwt = minted["access_token"].as_str().unwrap().to_string();
+    assert_eq!(more_jwt.split('.').count(), 3);
+    assert_eq!(status(more_jwt).await, 200, "a minted JWT works");
     assert_eq!(status("not-issued".into()).await, 401);
     let _ = child.kill();
     let _ = child.wait();

@@ -42,6 +42,11 @@ impl TestIdp {
         self.idp.mint(spec)
     }
 
+    /// A JWT access token signed by the double's active key (RS256 unless rotated to another algorithm).
+    pub fn mint_jwt(&self, spec: TokenSpec) -> String {
+        self.idp.mint_jwt(spec).unwrap()
+    }
+
     /// Stops the IdP and waits until its port refuses connections, so that "the IdP is down" is true when this
     /// returns (a loaded machine can otherwise still serve a request from a worker that is winding down).
     pub async fn stop(&self) {

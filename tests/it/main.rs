@@ -5,6 +5,8 @@
 //! - `decisions`: the decision log on the real binary: one line per check, its exact fields (JSON and text), no
 //!   secrets, the sampler.
 //! - `commands`: the `check`, `introspect` and `dev` subcommands, run as the real binary.
+//! - `dev_idp`: the ZITADEL double itself: an independent OIDC client (openidconnect) against its discovery, key
+//!   set and JWTs; key-set headers, faults and counter; rotation order; introspection of its own JWTs.
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
 //! - `grpc`: the gRPC door (Envoy / Istio ext_authz) through a real tonic client: the CheckRequest/CheckResponse
@@ -27,6 +29,7 @@ mod cache;
 mod commands;
 mod decisions;
 mod deploy;
+mod dev_idp;
 mod e2e;
 mod faults;
 #[cfg(feature = "grpc")]

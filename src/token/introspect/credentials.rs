@@ -208,14 +208,16 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// `presign`: keep this many assertions signed ahead (0: sign on demand). Ignored with assertion reuse.
+    /// `signed`: `tokengate_assertions_signed_total{mode}`.
     pub fn new(
         credentials: Credentials,
         assertion_reuse: bool,
         presign: usize,
-        signed: prometheus::IntCounter,
+        signed: &prometheus::IntCounterVec,
     ) -> Self {
         let presigner = (presign > 0 && !assertion_reuse && matches!(credentials, Credentials::Key(_)))
-            .then(|| Presigner::start(presign, signed.clone()));
+            .then(|| Presigner::start(presign, signed.with_label_values(&["ahead"])));
+        let signed = signed.with_label_values(&["on_demand"]);
         Authenticator {
             current: RwLock::new(Current {
                 credentials: Arc::new(credentials),
@@ -295,7 +297,8 @@ mod tests {
 
     #[test]
     fn nothing_is_handed_out_before_the_issuer_is_known() {
-        let a = Authenticator::new(key(), false, 0, prometheus::IntCounter::new("x", "x").unwrap());
+        let counter = prometheus::IntCounterVec::new(prometheus::Opts::new("x", "x"), &["mode"]).unwrap();
+        let a = Authenticator::new(key(), false, 0, &counter);
         assert!(a.client_auth().is_none());
         a.set_issuer("https://issuer.example.com");
         assert!(matches!(a.client_auth(), Some(Ok(ClientAuth::Assertion(_)))));

@@ -145,10 +145,16 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A fresh ZITADEL-shaped key file, as the development IdP writes it.
+    /// A fresh ZITADEL-shaped key file (RSA 2048, PKCS#1 PEM), as ZITADEL writes it.
     pub fn fixture(extra: Value) -> Vec<u8> {
-        let generated = crate::dev_idp::generate_app_key("kid-1", "app-1", "client-1@project").unwrap();
-        let mut v: Value = serde_json::from_str(&generated).unwrap();
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8: Pkcs8V1Der = pair.as_der().unwrap();
+        let pem = pem::encode(&pem::Pem::new(
+            "RSA PRIVATE KEY",
+            pkcs8_to_pkcs1(pkcs8.as_ref()).unwrap(),
+        ));
+        let mut v = json!({"type": "application", "keyId": "kid-1", "key": pem, "appId": "app-1", "clientId": "client-1@project"});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             for (k, val) in e {
                 if val.is_null() {

@@ -86,7 +86,7 @@ impl IdpSettings {
             credentials,
             self.assertion_reuse,
             if presign { PRESIGNED } else { 0 },
-            metrics.assertions_signed.clone(),
+            &metrics.assertions_signed,
         ))
     }
 }

@@ -143,7 +143,7 @@ async fn sentinels_never_appear_in_logs_bodies_or_metrics() {
         ],
     )
     .await;
-    assert!(stderr.contains("DEBUG"), "debug logging was on: {stderr:.300}");
+    assert!(stderr.contains("result="), "the decision log was on: {stderr:.300}");
     assert!(stderr.contains("answering 503"), "the failures were logged");
     let basic = base64_of(&format!("tokengate-basic:{SENTINEL_SECRET}"));
     let haystacks = [

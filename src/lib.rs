@@ -4,7 +4,7 @@
 //!
 //! From `main` to the decision in four hops: `main` → `cli::run` → `startup::Application::build`, which wires the
 //! verifier layers into the one `pipeline::Pipeline` every front door calls → `Pipeline::check` →
-//! `policy::decide`. Doors translate (`http::verify`), the pipeline decides, verifiers know tokens (`token`).
+//! `policy::decide`. Doors translate (`http::verify`, `grpc`), the pipeline decides, verifiers know tokens (`token`).
 
 pub mod answer;
 pub mod bearer;
@@ -14,6 +14,8 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "dev-idp")]
 pub mod dev_idp;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! Wiring: the verifier layers (memory cache → introspection on the IdP thread), the pipeline, its background
-//! tasks, and the HTTP servers on listeners the caller binds, so tests pass port 0 and read the port back.
+//! tasks, the HTTP servers and the gRPC door on listeners the caller binds, so tests pass port 0 and read the port
+//! back.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub enum StartupError {
     Tls(#[from] TlsError),
     #[error("cannot start the server: {0}")]
     Io(#[from] std::io::Error),
+    #[cfg(feature = "grpc")]
+    #[error("{0}")]
+    Grpc(#[from] crate::grpc::GrpcError),
 }
 
 pub struct Application {
@@ -40,11 +44,15 @@ pub struct Application {
     metrics_addr: Option<SocketAddr>,
     pub pipeline: Arc<Pipeline>,
     pub health: Arc<IdpHealth>,
+    #[cfg(feature = "grpc")]
+    grpc: Option<crate::grpc::GrpcDoor>,
 }
 
 pub struct Listeners {
     pub main: TcpListener,
     pub metrics: Option<TcpListener>,
+    /// `server.grpc_listen` (only with the `grpc` feature; config validation refuses it otherwise).
+    pub grpc: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -52,6 +60,7 @@ impl Listeners {
         Ok(Listeners {
             main: TcpListener::bind(config.server.listen)?,
             metrics: config.server.metrics_listen.map(TcpListener::bind).transpose()?,
+            grpc: config.server.grpc_listen.map(TcpListener::bind).transpose()?,
         })
     }
 }
@@ -117,6 +126,10 @@ impl Application {
             &metrics,
         ));
 
+        // The gRPC door (Envoy / Istio ext_authz), when server.grpc_listen is set.
+        #[cfg(feature = "grpc")]
+        let grpc = crate::grpc::GrpcDoor::start(listeners.grpc, &config, &pipeline, &health)?;
+
         // The HTTP door.
         let state = web::Data::new(AppState {
             pipeline: pipeline.clone(),
@@ -164,6 +177,8 @@ impl Application {
             metrics_addr,
             pipeline,
             health,
+            #[cfg(feature = "grpc")]
+            grpc,
         })
     }
 
@@ -179,9 +194,38 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (graceful: in-flight checks finish within `server.shutdown_timeout`).
+    /// The gRPC door's address, when `server.grpc_listen` is set.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "grpc")]
+        return self.grpc.as_ref().map(crate::grpc::GrpcDoor::addr);
+        #[cfg(not(feature = "grpc"))]
+        None
+    }
+
+    /// Stops every door the way SIGTERM does: no new checks, in-flight ones finish (within
+    /// `server.shutdown_timeout` when `graceful`). `run_until_stopped` returns once all have.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            http: self.server.handle(),
+            #[cfg(feature = "grpc")]
+            grpc: self.grpc.as_ref().map(crate::grpc::GrpcDoor::stopper),
+        }
+    }
+
+    /// Serves until SIGTERM/SIGINT (graceful: in-flight checks finish within `server.shutdown_timeout`), on every
+    /// door at once: the HTTP server handles the signals itself, the gRPC door follows the same signals.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.metrics_server {
+        #[cfg(feature = "grpc")]
+        let grpc = self.grpc;
+        #[cfg(feature = "grpc")]
+        if let Some(door) = &grpc {
+            let stop = door.stopper();
+            actix_web::rt::spawn(async move {
+                termination().await;
+                stop.stop();
+            });
+        }
+        let result = match self.metrics_server {
             Some(m) => {
                 let mh = m.handle();
                 actix_web::rt::spawn(m);
@@ -190,6 +234,50 @@ impl Application {
                 r
             }
             None => self.server.await,
+        };
+        // The HTTP server has drained; the gRPC door stops too (if a signal or the stopper has not stopped it) and
+        // drains within its own shutdown timeout, which ran alongside the HTTP server's.
+        #[cfg(feature = "grpc")]
+        if let Some(door) = grpc {
+            door.stop_and_wait().await;
         }
+        result
+    }
+}
+
+/// Stops every door (see `Application::stopper`).
+#[derive(Clone)]
+pub struct Stopper {
+    http: ServerHandle,
+    #[cfg(feature = "grpc")]
+    grpc: Option<crate::grpc::Stopper>,
+}
+
+impl Stopper {
+    pub async fn stop(&self, graceful: bool) {
+        #[cfg(feature = "grpc")]
+        if let Some(g) = &self.grpc {
+            g.stop();
+        }
+        self.http.stop(graceful).await;
+    }
+}
+
+/// The signals the HTTP server stops on (SIGTERM, SIGINT, SIGQUIT), for the gRPC door.
+#[cfg(feature = "grpc")]
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+    ) else {
+        log::warn!("cannot listen for termination signals: the gRPC door stops after the HTTP server");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = quit.recv() => {}
     }
 }

@@ -217,6 +217,34 @@ mod tests {
     }
 
     #[test]
+    fn grpc_listen_is_off_by_default_and_needs_the_grpc_feature() {
+        let base = [
+            ("TOKENGATE_IDP__ISSUER", "https://zitadel.example.com"),
+            ("TOKENGATE_IDP__KEY_FILE", "/etc/key.json"),
+        ];
+        assert_eq!(load(&env(&base)).expect("valid").server.grpc_listen, None);
+        let mut with = base.to_vec();
+        with.push(("TOKENGATE_SERVER__GRPC_LISTEN", "127.0.0.1:8081"));
+        let loaded = load(&env(&with));
+        if cfg!(feature = "grpc") {
+            assert_eq!(
+                loaded.expect("valid").server.grpc_listen,
+                Some("127.0.0.1:8081".parse().unwrap())
+            );
+        } else {
+            let errs = loaded.unwrap_err();
+            assert!(
+                errs[0]
+                    .to_string()
+                    .starts_with("server.grpc_listen (TOKENGATE_SERVER__GRPC_LISTEN): this build")
+            );
+        }
+        with.pop();
+        with.push(("TOKENGATE_SERVER__GRPC_LISTEN", "nowhere"));
+        assert_eq!(load(&env(&with)).unwrap_err()[0].key, "server.grpc_listen");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_key_and_env_var() {
         let errs = load(&env(&[
             ("TOKENGATE_SERVER__LISTEN", "not-an-address"),

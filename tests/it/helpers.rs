@@ -11,7 +11,7 @@ use tokengate::clock::{Clock, ManualClock, SystemClock};
 use tokengate::config::{self, Sources};
 use tokengate::dev_idp::{DevIdp, TokenSpec};
 use tokengate::metrics::Metrics;
-use tokengate::startup::{Application, Listeners};
+use tokengate::startup::{Application, Listeners, Stopper};
 use tokengate::token::IdpError;
 use tokengate::token::cache::MemoryCache;
 use tokengate::token::introspect::credentials::Credentials;
@@ -105,6 +105,15 @@ impl Setup {
 pub struct TestApp {
     pub url: String,
     pub metrics_url: Option<String>,
+    /// `http://127.0.0.1:PORT` of the gRPC door, when `server.grpc_listen` is set (`127.0.0.1:0` in tests).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub grpc_url: Option<String>,
+    /// Stops every door, as SIGTERM does.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub stopper: Stopper,
+    /// `Application::run_until_stopped`: ends once every door has drained.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub running: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     pub http: awc::Client,
     pub registry: prometheus::Registry,
     pub cache: Arc<MemoryCache>,
@@ -157,17 +166,23 @@ pub async fn try_spawn_app(idp: &TestIdp, setup: Setup) -> Result<TestApp, Strin
         metrics: setup
             .separate_metrics
             .then(|| TcpListener::bind("127.0.0.1:0").unwrap()),
+        grpc: cfg.server.grpc_listen.map(|a| TcpListener::bind(a).unwrap()),
     };
     let app =
         Application::build(cfg, credentials, listeners, registry.clone(), metrics, clock).map_err(|e| e.to_string())?;
     let url = format!("http://{}", app.addr());
     let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
     let cache = app.pipeline.cache().clone();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let grpc_url = app.grpc_addr().map(|a| format!("http://{a}"));
+    let stopper = app.stopper();
+    let running = Some(actix_web::rt::spawn(app.run_until_stopped()));
     let http = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     Ok(TestApp {
         url,
         metrics_url,
+        grpc_url,
+        stopper,
+        running,
         http,
         registry,
         cache,
@@ -274,10 +289,10 @@ pub fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Tools the README's test command installs (nginx, caddy, promtool, traefik). Under that command
+/// Tools the README's test command installs (nginx, caddy, promtool, traefik, envoy). Under that command
 /// (`REQUIRE_TEST_TOOLS=1`) a missing tool fails the test; a bare `cargo test` skips with a note.
 /// Looked up on PATH, in the system directories, then in `target/test-tools/`, where scripts/test links the
-/// tools it installs from PyPI (Traefik), so a bare `cargo test` finds them too once scripts/test has run.
+/// tools it installs from PyPI (Traefik, Envoy), so a bare `cargo test` finds them too once scripts/test has run.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

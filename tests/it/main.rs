@@ -9,6 +9,9 @@
 //!   set and JWTs; key-set headers, faults and counter; rotation order; introspection of its own JWTs.
 //! - `faults`: the IdP misbehaving in every way we know; 503, metric, log line, recovery.
 //! - `metrics`: what /metrics counts, and `promtool check metrics`.
+//! - `grpc`: the gRPC door (Envoy / Istio ext_authz) through a real tonic client: the CheckRequest/CheckResponse
+//!   contract, context extensions, raw headers, identity headers to remove, the cache shared with HTTP, health
+//!   following readiness, limits, graceful shutdown.
 //! - `proxies`: exactly what Envoy, Traefik, Caddy and nginx send; rules, check-URL requirements, token sources.
 //! - `monitoring`: deploy/monitoring/ (Grafana dashboard, alert rules, PrometheusRule, kustomize component): promtool
 //!   checks and unit tests, every query parses, every metric used exists in a real tokengate's /metrics.
@@ -29,6 +32,8 @@ mod deploy;
 mod dev_idp;
 mod e2e;
 mod faults;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod helpers;
 mod metrics;
 mod monitoring;

@@ -50,6 +50,12 @@ impl TestIdp {
     /// Stops the IdP and waits until its port refuses connections, so that "the IdP is down" is true when this
     /// returns (a loaded machine can otherwise still serve a request from a worker that is winding down).
     pub async fn stop(&self) {
+        // A worker still winding down may answer one more request on a kept-alive connection: make that answer
+        // an outage too, so "down" never reads as "this token is inactive".
+        self.idp.set_faults(tokengate::dev_idp::Faults {
+            status: Some(503),
+            ..Default::default()
+        });
         self.handle.stop(false).await;
         let addr = self.idp.issuer().trim_start_matches("http://").to_string();
         for _ in 0..200 {

@@ -191,6 +191,10 @@ fn dockerfile_is_multi_stage_and_non_root() {
     assert!(text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")) >= 2);
     assert!(text.lines().any(|l| l.starts_with("USER ") && !l.contains("root")));
     assert!(text.contains("cargo build --release"));
+    assert!(
+        text.contains("--no-default-features") && !text.contains("dev-idp"),
+        "the image ships without the development identity provider"
+    );
 }
 
 /// Lines of `text` that are not comments (`#` to the end of the line), trimmed, without empty ones.
